@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Shared stage script of every ASR recipe (egs/<corpus>/asr1/asr.sh links here).
+# A recipe's run.sh sets the corpus-specific options and passes "$@" last, so any option below
+# can be overridden from the command line; --some-option and --some_option are the same.
+#
+# Stages (what each reads -> writes; every stage sees its finished outputs and skips itself
+# unless --force true):
+#   1 data preparation  corpus           -> data/<set>/{wav.scp|feats.scp,text,utt2spk,spk2utt} (validated)
+#   2 formatting        data/<set>/      -> dump/<set>/ (audio resampled to --fs or features copied;
+#                                           utt2num_samples|utt2num_frames; training sets filtered, dropped.log)
+#   3 token list        dump/<train>/text -> data/token_list/<token_type>/tokens.txt (+ bpe.model)
+#   4 teacher preparation                -> exp/teacher_*/        (not implemented yet)
+#   5 teacher fine-tuning ("Std." run)   -> exp/asr_<config>/     (not implemented yet)
+#   6 CALD conversion and training       -> exp/cald_<config>/    (not implemented yet)
+#   7 decoding                           -> exp/<model>/decode_*/ (not implemented yet)
+#   8 scoring and report                 -> score_wer/, RESULTS.md (not implemented yet)
+set -euo pipefail
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
+SECONDS=0
+
+stage=1
+stop_stage=10000
+ngpu=0                # number of GPUs; 0 = CPU
+nj=2                  # parallel jobs for data formatting and decoding
+force=false           # redo stages whose outputs already exist
+skip_data_prep=false  # skip stages 1-3
+skip_train=false      # skip stages 4-6
+skip_eval=false       # skip stages 7-8
+
+local_data_opts=      # options passed to local/data.sh
+train_set=
+valid_set=
+test_sets=
+feats_type=raw        # raw: audio in wav.scp; extracted: features in feats.scp
+fs=16000              # sampling rate the model's front end expects (raw only)
+min_sec=0.1           # training utterances shorter than this are dropped in stage 2
+max_sec=30            # ... and longer than this
+token_type=char       # char or bpe
+nbpe=30               # BPE vocabulary size (token_type=bpe)
+bpe_model_type=unigram
+datadir=data
+dumpdir=dump
+expdir=exp
+teacher_config=       # stage 4/5 config (YAML)
+cald_configs=         # stage 6 configs (space-separated YAMLs, one student each)
+inference_config=     # stage 7 config
+
+help_message="Usage: $0 [options]
+  --stage N --stop_stage M   run stages N..M (1 data prep, 2 format, 3 token list, 4 teacher prep,
+                             5 teacher fine-tuning, 6 CALD, 7 decoding, 8 scoring)
+  --train_set/--valid_set/--test_sets, --feats_type raw|extracted, --fs, --min_sec, --max_sec,
+  --token_type char|bpe, --nbpe N, --ngpu N, --nj N, --force true|false,
+  --skip_data_prep/--skip_train/--skip_eval true|false, --teacher_config, --cald_configs,
+  --inference_config, --local_data_opts \"...\""
+
+. ./utils/parse_options.sh
+if [ $# -gt 0 ]; then echo "$0: unexpected argument(s): $*" >&2; echo "$help_message" >&2; exit 1; fi
+. ./path.sh
+. ./cmd.sh
+
+[ -n "$train_set" ] || { log "error: --train_set is required"; exit 1; }
+[ -n "$valid_set" ] || { log "error: --valid_set is required"; exit 1; }
+case "$feats_type" in raw|extracted) ;; *) log "error: --feats_type must be raw or extracted, not '$feats_type'"; exit 1;; esac
+case "$token_type" in char|bpe) ;; *) log "error: --token_type must be char or bpe, not '$token_type'"; exit 1;; esac
+
+run_stage() {  # run_stage N: is stage N inside --stage/--stop_stage and not skipped?
+  local n=$1
+  [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ] || return 1
+  case $n in
+    1|2|3) [ "$skip_data_prep" = false ];;
+    4|5|6) [ "$skip_train" = false ];;
+    7|8) [ "$skip_eval" = false ];;
+  esac
+}
+force_opt=(); [ "$force" = true ] && force_opt=(--force)
+all_sets="$train_set $valid_set $test_sets"
+token_dir="$datadir/token_list/$token_type"
+
+if run_stage 1; then
+  log "stage 1: data preparation -> $datadir/{$(echo $all_sets | tr ' ' ,)}"
+  need=false
+  for s in $all_sets; do [ -f "$datadir/$s/.done" ] || need=true; done
+  if [ "$need" = true ] || [ "$force" = true ]; then
+    # shellcheck disable=SC2086
+    local/data.sh --data_dir "$datadir" $local_data_opts
+    for s in $all_sets; do
+      utils/validate_data_dir.sh "$datadir/$s"
+      touch "$datadir/$s/.done"
+    done
+  else
+    log "stage 1: $datadir/ is complete, skipping (--force true to redo)"
+  fi
+fi
+
+if run_stage 2; then
+  log "stage 2: formatting -> $dumpdir/"
+  for s in $all_sets; do
+    filter=()
+    # only training data is filtered; test sets are decoded as they are
+    if [ "$s" = "$train_set" ] || [ "$s" = "$valid_set" ]; then filter=(--filter); fi
+    python -m cald_asr.bin.format_data --in_dir "$datadir/$s" --out_dir "$dumpdir/$s" \
+      --fs "$fs" --min_sec "$min_sec" --max_sec "$max_sec" --nj "$nj" "${filter[@]}" "${force_opt[@]}"
+  done
+fi
+
+if run_stage 3; then
+  log "stage 3: token list ($token_type) -> $token_dir/"
+  bpe_opts=(); [ "$token_type" = bpe ] && bpe_opts=(--nbpe "$nbpe" --bpe_model_type "$bpe_model_type")
+  python -m cald_asr.bin.make_token_list --token_type "$token_type" "${bpe_opts[@]}" \
+    --text "$dumpdir/$train_set/text" --output_dir "$token_dir" "${force_opt[@]}"
+fi
+
+not_implemented() {
+  log "stage $1 ($2) is not implemented yet: it needs $3. Stages 1-3 ran; stopping here."
+  exit 2
+}
+if run_stage 4; then not_implemented 4 "teacher preparation" "cald_asr/models and cald_asr.bin.prepare_teacher (teachers-and-conversion issue)"; fi
+if run_stage 5; then not_implemented 5 "teacher fine-tuning" "cald_asr/train and cald_asr.bin.asr_train (CALD-training issue)"; fi
+if run_stage 6; then not_implemented 6 "CALD conversion and training" "cald_asr/distill and cald_asr.bin.asr_train (CALD-training issue)"; fi
+if run_stage 7; then not_implemented 7 "decoding" "cald_asr.bin.asr_inference (decoding issue)"; fi
+if run_stage 8; then not_implemented 8 "scoring and report" "cald_asr.bin.score (decoding issue)"; fi
+
+log "done in ${SECONDS}s"

@@ -1,0 +1,10 @@
+# Sourced by asr.sh: puts the project's virtualenv and utils/ on the path.
+export MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+if [ -f "$MAIN_ROOT/.venv/bin/activate" ]; then
+  # shellcheck disable=SC1091
+  . "$MAIN_ROOT/.venv/bin/activate"
+fi
+export PATH="$MAIN_ROOT/utils:$PATH"
+export PYTHONUNBUFFERED=1
+# Use the cores we have, not one thread per core of a shared node per job.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}

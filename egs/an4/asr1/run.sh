@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# CMU AN4 from its 13-dim MFCC files: a Conformer CTC teacher trained from scratch -> BiMamba2 student.
+set -euo pipefail
+./asr.sh \
+  --train_set train_nodev \
+  --valid_set train_dev \
+  --test_sets "test" \
+  --feats_type extracted \
+  --token_type bpe \
+  --nbpe 30 \
+  "$@"

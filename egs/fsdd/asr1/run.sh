@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# FSDD connected digits: Whisper tiny.en teacher -> BiMamba2 students with CALD.
+# Everything after the recipe's own options can be overridden: ./run.sh --stage 3 --nj 4
+set -euo pipefail
+./asr.sh \
+  --train_set train \
+  --valid_set dev \
+  --test_sets "test test_isolated test_long" \
+  --feats_type raw \
+  --fs 16000 \
+  --max_sec 20 \
+  --token_type char \
+  "$@"

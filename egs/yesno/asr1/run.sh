@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# yesno (60 files, one speaker): the smoke-test recipe; runs in a few minutes.
+set -euo pipefail
+./asr.sh \
+  --train_set train_nodev \
+  --valid_set train_dev \
+  --test_sets "test_yesno" \
+  --feats_type raw \
+  --fs 16000 \
+  --token_type char \
+  "$@"
