@@ -1,0 +1,35 @@
+"""Common tokenizer API: text <-> tokens (tokenizer-specific), tokens <-> ids (through a TokenList)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Iterable, List, Optional
+
+from cald_asr.text.token_list import BLANK, SOS_EOS, TokenList
+
+
+class Tokenizer(ABC):
+    def __init__(self, token_list: Optional[TokenList] = None):
+        self.token_list = token_list
+
+    @abstractmethod
+    def text2tokens(self, text: str) -> List[str]:
+        ...
+
+    @abstractmethod
+    def tokens2text(self, tokens: Iterable[str]) -> str:
+        ...
+
+    def _require_token_list(self) -> TokenList:
+        if self.token_list is None:
+            raise ValueError(f"{type(self).__name__} has no token list; pass token_list= to map ids")
+        return self.token_list
+
+    def encode(self, text: str) -> List[int]:
+        """Text to ids; symbols not in the token list become `<unk>` (id 1)."""
+        return self._require_token_list().tokens2ids(self.text2tokens(text))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids to text; `<blank>` and `<sos/eos>` are not text and are skipped, `<unk>` is kept as is."""
+        tokens = [t for t in self._require_token_list().ids2tokens(ids) if t not in (BLANK, SOS_EOS)]
+        return self.tokens2text(tokens)

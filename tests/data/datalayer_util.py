@@ -1,0 +1,42 @@
+"""Helpers that build small real data dirs for the data-layer tests (always under pytest's tmp_path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Iterable
+
+import numpy as np
+
+from cald_asr.data.kaldi_dir import utt2spk_to_spk2utt, write_kv
+
+FSDD = Path("/work/shared/data/fsdd/recordings")
+AN4_FEAT = Path("/work/shared/data/an4_mfcc/feat/an4_clstk")
+DIGITS = "zero one two three four five six seven eight nine".split()
+
+
+def fsdd_utt(name: str):
+    """'3_george_7' -> ('george_3_7', path, 'three', 'george'): utterance ids begin with the speaker."""
+    digit, spk, idx = name.split("_")
+    return f"{spk}_{digit}_{idx}", FSDD / f"{name}.wav", DIGITS[int(digit)], spk
+
+
+def write_fsdd_dir(d: Path, names: Iterable[str]) -> Dict[str, Path]:
+    """A valid wav.scp data dir over real FSDD recordings; returns utt -> wav path."""
+    wav, text, utt2spk = {}, {}, {}
+    for name in names:
+        utt, path, word, spk = fsdd_utt(name)
+        wav[utt], text[utt], utt2spk[utt] = str(path), word, spk
+    write_kv(d / "wav.scp", wav)
+    write_kv(d / "text", text)
+    write_kv(d / "utt2spk", utt2spk)
+    write_kv(d / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+    return {u: Path(p) for u, p in wav.items()}
+
+
+def read_an4_mfcc(path: Path) -> np.ndarray:
+    """Sphinx MFCC file: big-endian int32 value count, then big-endian float32, 13 cepstra per frame."""
+    raw = path.read_bytes()
+    count = int(np.frombuffer(raw[:4], ">i4")[0])
+    values = np.frombuffer(raw[4:], ">f4")
+    assert values.size == count and count % 13 == 0, path
+    return values.reshape(-1, 13).astype(np.float32)
