@@ -2,7 +2,7 @@
 
 Recipes read a corpus from a path variable (default `../shared/data/<name>`); `resolve_corpus_dir`
 returns that folder when it holds a complete copy, else a cache folder, fetched on first use from the
-public origin (see /work/shared/data/README.md for sizes and licences):
+public origin (see ../shared/data/README.md beside the project for sizes and licences):
 
 | name              | origin                                                        | taken folder  |
 |-------------------|---------------------------------------------------------------|---------------|

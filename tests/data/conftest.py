@@ -8,7 +8,7 @@ from datalayer_util import write_fsdd_dir
 
 
 @pytest.fixture
-def fsdd_dir(tmp_path) -> Path:
+def small_fsdd_data_dir(tmp_path) -> Path:
     d = tmp_path / "fsdd"
     write_fsdd_dir(d, ["0_george_0", "1_george_0", "2_jackson_0", "3_jackson_0"])
     return d

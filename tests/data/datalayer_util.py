@@ -7,10 +7,12 @@ from typing import Dict, Iterable
 
 import numpy as np
 
+from shared_data import SHARED_DATA
+
 from cald_asr.data.kaldi_dir import utt2spk_to_spk2utt, write_kv
 
-FSDD = Path("/work/shared/data/fsdd/recordings")
-AN4_FEAT = Path("/work/shared/data/an4_mfcc/feat/an4_clstk")
+FSDD = SHARED_DATA / "fsdd" / "recordings"
+AN4_FEAT = SHARED_DATA / "an4_mfcc" / "feat" / "an4_clstk"
 DIGITS = "zero one two three four five six seven eight nine".split()
 
 

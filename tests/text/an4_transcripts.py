@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Dict
 
-AN4_ETC = Path("/work/shared/data/an4_mfcc/etc")
+from shared_data import SHARED_DATA
+
+AN4_ETC = SHARED_DATA / "an4_mfcc" / "etc"
 _LINE = re.compile(r"^(?:<s>)?\s*(.*?)\s*(?:</s>)?\s*\(([^()\s]+)\)\s*$")
 
 
