@@ -1,0 +1,5 @@
+"""Acoustic front ends (waveform -> features), batched with per-utterance lengths."""
+
+from cald_asr.frontend.whisper_logmel import WhisperLogMel
+
+__all__ = ["WhisperLogMel"]
