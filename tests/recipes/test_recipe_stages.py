@@ -10,6 +10,7 @@ import pytest
 
 from cald_asr.data.kaldi_dir import read_kv
 from cald_asr.data.validate import validate_data_dir
+from cald_asr.models.model_file import load_model
 
 EGS = Path(__file__).resolve().parents[2] / "egs"
 
@@ -45,15 +46,22 @@ def test_yesno_stages_1_to_3(tmp_path):
     assert set("YESNO") <= set(tokens)
 
 
-def test_yesno_rerun_is_cheap_and_unimplemented_stage_fails_clearly(tmp_path):
+def test_yesno_rerun_is_cheap_and_stage_4_prepares_the_teacher(tmp_path):
     r, d = run_recipe("yesno", tmp_path, "--stop_stage", "3")
     assert r.returncode == 0, r.stderr
     stamp = (d["dump"] / "train_nodev" / "wav.scp").stat().st_mtime_ns
     r, _ = run_recipe("yesno", tmp_path, "--stop_stage", "4")
     assert "is complete, skipping" in r.stdout
     assert (d["dump"] / "train_nodev" / "wav.scp").stat().st_mtime_ns == stamp
+    assert r.returncode == 0, r.stdout + r.stderr
+    init = d["exp"] / "asr_teacher_tiny_char" / "init"
+    model, config = load_model(init)
+    assert config["token_list"] == (d["data"] / "token_list" / "char" / "tokens.txt").read_text().split()
+    assert model.ctc.out_features == len(config["token_list"])
+    r, _ = run_recipe("yesno", tmp_path, "--stage", "4", "--stop_stage", "5")
+    assert "up to date, skipping" in r.stdout
     assert r.returncode == 2
-    assert "stage 4 (teacher preparation) is not implemented yet" in r.stdout
+    assert "stage 5 (teacher fine-tuning) is not implemented yet" in r.stdout
 
 
 def test_unknown_option_is_refused(tmp_path):
@@ -63,18 +71,22 @@ def test_unknown_option_is_refused(tmp_path):
 
 
 @pytest.mark.recipe
-def test_fsdd_stages_1_to_3(tmp_path):
-    r, d = run_recipe("fsdd", tmp_path, "--stop_stage", "3")
+def test_fsdd_stages_1_to_4(tmp_path):
+    r, d = run_recipe("fsdd", tmp_path, "--stop_stage", "4")
     assert r.returncode == 0, r.stdout + r.stderr
     for s in ("train", "dev", "test", "test_isolated", "test_long"):
         assert validate_data_dir(d["data"] / s) == []
         assert validate_data_dir(d["dump"] / s) == []
     assert len(read_kv(d["data"] / "test_isolated" / "text")) == 300
+    _, config = load_model(d["exp"] / "asr_teacher_whisper_tiny_en_char" / "init")
+    assert config["pretrained_from"]["format"] == "whisper_ct2"
 
 
 @pytest.mark.recipe
-def test_an4_stages_1_to_3(tmp_path):
-    r, d = run_recipe("an4", tmp_path, "--stop_stage", "3")
+def test_an4_stages_1_to_4(tmp_path):
+    r, d = run_recipe("an4", tmp_path, "--stop_stage", "4")
     assert r.returncode == 0, r.stdout + r.stderr
     check_sets(d, {"train_nodev": 848, "train_dev": 100, "test": 130})
     assert (d["data"] / "token_list" / "bpe" / "bpe.model").exists()
+    _, config = load_model(d["exp"] / "asr_teacher_conformer_bpe" / "init")
+    assert config["encoder"] == "espnet_conformer" and config["token_type"] == "bpe"

@@ -99,6 +99,10 @@ class WhisperEncoder(nn.Module):
         activation_dropout: float = 0.0,
     ):
         super().__init__()
+        # Constructor arguments, saved with a model so the architecture can be rebuilt from its config.
+        self.conf = dict(n_mels=n_mels, d_model=d_model, n_heads=n_heads, n_layers=n_layers, ffn_dim=ffn_dim,
+                         max_source_positions=max_source_positions, dropout=dropout,
+                         attention_dropout=attention_dropout, activation_dropout=activation_dropout)
         self.n_mels = n_mels
         self.d_model = d_model
         self.conv1 = nn.Conv1d(n_mels, d_model, kernel_size=3, padding=1)

@@ -9,7 +9,8 @@
 #   2 formatting        data/<set>/      -> dump/<set>/ (audio resampled to --fs or features copied;
 #                                           utt2num_samples|utt2num_frames; training sets filtered, dropped.log)
 #   3 token list        dump/<train>/text -> data/token_list/<token_type>/tokens.txt (+ bpe.model)
-#   4 teacher preparation                -> exp/teacher_*/        (not implemented yet)
+#   4 teacher preparation  --teacher_config, tokens.txt -> exp/asr_<config>_<token_type>/init/
+#                                           {config.yaml, model.safetensors}: pretrained encoder + new CTC head
 #   5 teacher fine-tuning ("Std." run)   -> exp/asr_<config>/     (not implemented yet)
 #   6 CALD conversion and training       -> exp/cald_<config>/    (not implemented yet)
 #   7 decoding                           -> exp/<model>/decode_*/ (not implemented yet)
@@ -76,6 +77,8 @@ run_stage() {  # run_stage N: is stage N inside --stage/--stop_stage and not ski
 force_opt=(); [ "$force" = true ] && force_opt=(--force)
 all_sets="$train_set $valid_set $test_sets"
 token_dir="$datadir/token_list/$token_type"
+teacher_tag=$(basename "${teacher_config:-teacher}" .yaml)
+teacher_dir="$expdir/asr_${teacher_tag}_${token_type}"
 
 if run_stage 1; then
   log "stage 1: data preparation -> $datadir/{$(echo $all_sets | tr ' ' ,)}"
@@ -112,10 +115,16 @@ if run_stage 3; then
 fi
 
 not_implemented() {
-  log "stage $1 ($2) is not implemented yet: it needs $3. Stages 1-3 ran; stopping here."
+  log "stage $1 ($2) is not implemented yet: it needs $3. Stages up to $(($1 - 1)) ran; stopping here."
   exit 2
 }
-if run_stage 4; then not_implemented 4 "teacher preparation" "cald_asr/models and cald_asr.bin.prepare_teacher (teachers-and-conversion issue)"; fi
+if run_stage 4; then
+  log "stage 4: teacher preparation ($teacher_config) -> $teacher_dir/init/"
+  [ -n "$teacher_config" ] || { log "error: stage 4 needs --teacher_config"; exit 1; }
+  bpe_opts=(); [ "$token_type" = bpe ] && bpe_opts=(--bpemodel "$token_dir/bpe.model")
+  python -m cald_asr.bin.prepare_teacher --config "$teacher_config" --token_list "$token_dir/tokens.txt" \
+    --token_type "$token_type" "${bpe_opts[@]}" --output_dir "$teacher_dir/init" "${force_opt[@]}"
+fi
 if run_stage 5; then not_implemented 5 "teacher fine-tuning" "cald_asr/train and cald_asr.bin.asr_train (CALD-training issue)"; fi
 if run_stage 6; then not_implemented 6 "CALD conversion and training" "cald_asr/distill and cald_asr.bin.asr_train (CALD-training issue)"; fi
 if run_stage 7; then not_implemented 7 "decoding" "cald_asr.bin.asr_inference (decoding issue)"; fi

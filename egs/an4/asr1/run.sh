@@ -8,4 +8,5 @@ set -euo pipefail
   --feats_type extracted \
   --token_type bpe \
   --nbpe 30 \
+  --teacher_config conf/teacher_conformer.yaml \
   "$@"

@@ -10,4 +10,5 @@ set -euo pipefail
   --fs 16000 \
   --max_sec 20 \
   --token_type char \
+  --teacher_config conf/teacher_whisper_tiny_en.yaml \
   "$@"

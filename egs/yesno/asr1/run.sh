@@ -8,4 +8,5 @@ set -euo pipefail
   --feats_type raw \
   --fs 16000 \
   --token_type char \
+  --teacher_config conf/teacher_tiny.yaml \
   "$@"
