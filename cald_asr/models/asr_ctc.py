@@ -27,6 +27,15 @@ class ASRCTCModel(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.ctc = nn.Linear(encoder.d_model, vocab_size)
         self.vocab_size = vocab_size
+        # SpecAugment (no parameters), set by the trainer; acts on the features in training mode only
+        self.specaug: Optional[nn.Module] = None
+
+    def output_lengths(self, speech_lengths: torch.Tensor) -> torch.Tensor:
+        """Encoder frames for input lengths, without running the model (the trainer normalises by them)."""
+        lengths = speech_lengths
+        if self.frontend is not None:
+            lengths = self.frontend.output_lengths(lengths)
+        return self.encoder.output_lengths(lengths)
 
     def forward(self, speech: torch.Tensor, speech_lengths: Optional[torch.Tensor] = None) -> ModelOutput:
         if speech_lengths is None:
@@ -34,6 +43,8 @@ class ASRCTCModel(nn.Module):
         x, x_lengths = speech, speech_lengths
         if self.frontend is not None:
             x, x_lengths = self.frontend(x, x_lengths)
+        if self.specaug is not None:
+            x, x_lengths = self.specaug(x, x_lengths)
         enc = self.encoder(x, x_lengths)
         return ModelOutput(self.ctc(self.dropout(enc.out)), enc.out_lengths, enc.hidden_states)
 

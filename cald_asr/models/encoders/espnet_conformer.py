@@ -517,6 +517,11 @@ class EspnetSpeechEncoder(nn.Module):
             raise TypeError(f"unknown espnet_conformer keys {unknown}")
         return cls(conf, *_build_speech_encoder(conf, "encoder_conf", padding_invariant))
 
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        if self.frontend is not None:
+            lengths = self.frontend.output_lengths(lengths)
+        return subsampled_lengths(self.encoder.conformer.embed, lengths)
+
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> EncoderOutput:
         if lengths is None:
             lengths = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)

@@ -11,8 +11,9 @@
 #   3 token list        dump/<train>/text -> data/token_list/<token_type>/tokens.txt (+ bpe.model)
 #   4 teacher preparation  --teacher_config, tokens.txt -> exp/asr_<config>_<token_type>/init/
 #                                           {config.yaml, model.safetensors}: pretrained encoder + new CTC head
-#   5 teacher fine-tuning ("Std." run)   -> exp/asr_<config>/     (not implemented yet)
-#   6 CALD conversion and training       -> exp/cald_<config>/    (not implemented yet)
+#   5 teacher fine-tuning ("Std." run)  init/, dump/ -> exp/asr_<teacher>_<token_type>/{best,final,snapshots/step_N}/
+#   6 CALD conversion and training      -> exp/cald_<strategy>_<mixer>_<token_type>/{best,final}/, one per
+#                                          --cald_configs entry (students converted with --mixer_config)
 #   7 decoding                           -> exp/<model>/decode_*/ (not implemented yet)
 #   8 scoring and report                 -> score_wer/, RESULTS.md (not implemented yet)
 set -euo pipefail
@@ -43,8 +44,12 @@ bpe_model_type=unigram
 datadir=data
 dumpdir=dump
 expdir=exp
-teacher_config=       # stage 4/5 config (YAML)
-cald_configs=         # stage 6 configs (space-separated YAMLs, one student each)
+teacher_config=       # stage 4: the teacher model (YAML)
+train_config=         # stage 5: training options of the Std. run (YAML)
+student_config=       # stage 6: training options of the CALD runs (YAML)
+cald_configs=         # stage 6: strategies (space-separated YAMLs, one student each)
+mixer_config=         # stage 6: the linear-time mixer of the students (YAML)
+train_args=           # extra --key value overrides for stages 5 and 6, e.g. "--max_steps 100"
 inference_config=     # stage 7 config
 
 help_message="Usage: $0 [options]
@@ -52,7 +57,8 @@ help_message="Usage: $0 [options]
                              5 teacher fine-tuning, 6 CALD, 7 decoding, 8 scoring)
   --train_set/--valid_set/--test_sets, --feats_type raw|extracted, --fs, --min_sec, --max_sec,
   --token_type char|bpe, --nbpe N, --ngpu N, --nj N, --force true|false,
-  --skip_data_prep/--skip_train/--skip_eval true|false, --teacher_config, --cald_configs,
+  --skip_data_prep/--skip_train/--skip_eval true|false, --teacher_config, --train_config,
+  --student_config, --cald_configs \"a.yaml b.yaml\", --mixer_config, --train_args \"--key value\",
   --inference_config, --local_data_opts \"...\""
 
 . ./utils/parse_options.sh
@@ -125,8 +131,31 @@ if run_stage 4; then
   python -m cald_asr.bin.prepare_teacher --config "$teacher_config" --token_list "$token_dir/tokens.txt" \
     --token_type "$token_type" "${bpe_opts[@]}" --output_dir "$teacher_dir/init" "${force_opt[@]}"
 fi
-if run_stage 5; then not_implemented 5 "teacher fine-tuning" "cald_asr/train and cald_asr.bin.asr_train (CALD-training issue)"; fi
-if run_stage 6; then not_implemented 6 "CALD conversion and training" "cald_asr/distill and cald_asr.bin.asr_train (CALD-training issue)"; fi
+dist_opts=(); [ "$ngpu" -gt 0 ] && dist_opts=(--ngpu "$ngpu")
+if run_stage 5; then
+  log "stage 5: teacher fine-tuning ($train_config) -> $teacher_dir/"
+  [ -n "$train_config" ] || { log "error: stage 5 needs --train_config"; exit 1; }
+  # --resume: a killed run continues from its last checkpoint; a finished one is skipped
+  # shellcheck disable=SC2086
+  python -m cald_asr.bin.asr_train --config "$train_config" --init_model "$teacher_dir/init" \
+    --train_data "$dumpdir/$train_set" --valid_data "$dumpdir/$valid_set" --output_dir "$teacher_dir" \
+    --resume "${force_opt[@]}" "${dist_opts[@]}" $train_args
+fi
+
+if run_stage 6; then
+  [ -n "$student_config" ] && [ -n "$cald_configs" ] && [ -n "$mixer_config" ] || {
+    log "error: stage 6 needs --student_config, --cald_configs and --mixer_config"; exit 1; }
+  mixer_tag=$(basename "$mixer_config" .yaml)
+  for cald_config in $cald_configs; do
+    student_dir="$expdir/cald_$(basename "$cald_config" .yaml)_${mixer_tag}_${token_type}"
+    log "stage 6: CALD ($cald_config, $mixer_config) -> $student_dir/"
+    # shellcheck disable=SC2086
+    python -m cald_asr.bin.asr_train --config "$student_config" --cald_config "$cald_config" \
+      --mixer_config "$mixer_config" --pretrained_model "$teacher_dir/init" --finetuned_model "$teacher_dir/best" \
+      --snapshot_dir "$teacher_dir/snapshots" --train_data "$dumpdir/$train_set" --valid_data "$dumpdir/$valid_set" \
+      --output_dir "$student_dir" --resume "${force_opt[@]}" "${dist_opts[@]}" $train_args
+  done
+fi
 if run_stage 7; then not_implemented 7 "decoding" "cald_asr.bin.asr_inference (decoding issue)"; fi
 if run_stage 8; then not_implemented 8 "scoring and report" "cald_asr.bin.score (decoding issue)"; fi
 

@@ -9,4 +9,8 @@ set -euo pipefail
   --fs 16000 \
   --token_type char \
   --teacher_config conf/teacher_tiny.yaml \
+  --train_config conf/train_teacher.yaml \
+  --student_config conf/train_student.yaml \
+  --cald_configs "../../../conf/cald/target.yaml ../../../conf/cald/unguided.yaml" \
+  --mixer_config conf/bimamba2_tiny.yaml \
   "$@"

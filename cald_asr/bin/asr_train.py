@@ -1,0 +1,169 @@
+"""Train an ASR model: the Std. fine-tuning of a transformer (stage 5) or CALD (stage 6).
+
+Std. run (teacher fine-tuning, snapshots kept for waypoint guidance):
+    python -m cald_asr.bin.asr_train --config conf/train_teacher.yaml --init_model exp/teacher/init \
+        --train_data dump/train --valid_data dump/dev --output_dir exp/teacher
+
+CALD: the student is the model named by the strategy's start point, converted by the config's mixer:
+    python -m cald_asr.bin.asr_train --config conf/train_student.yaml --cald_config ../../../conf/cald/target.yaml \
+        --pretrained_model exp/teacher/init --finetuned_model exp/teacher/best --snapshot_dir exp/teacher/snapshots \
+        --train_data dump/train --valid_data dump/dev --output_dir exp/cald_target_bimamba2
+
+Any config key can be overridden: --max_steps 200 --optim_conf.lr 5e-4. --resume continues a killed run
+exactly. --nproc N (CPU, gloo) or --ngpu N starts N processes under torchrun (DistributedDataParallel);
+for several nodes run torchrun yourself with its own arguments around `-m cald_asr.bin.asr_train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+import yaml
+
+from cald_asr.convert import convert_model
+from cald_asr.data.dataset import ASRDataset
+from cald_asr.distill.guides import (STRATEGIES, STUDENT_INIT, Guide, HybridGuide, TargetGuide, TrajectoryGuide,
+                                     WaypointGuide)
+from cald_asr.models.model_file import load_model
+from cald_asr.text import TokenList, build_tokenizer
+from cald_asr.train.config import ConfigError, apply_overrides, load_yaml, merge_with_defaults
+from cald_asr.train.distributed import init_distributed
+from cald_asr.train.trainer import DEFAULTS, task_loss_sum, train
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--config", required=True, help="training YAML (flat, ESPnet style)")
+    p.add_argument("--cald_config", default=None, help="CALD YAML (strategy, loss weights); omit for Std.")
+    p.add_argument("--mixer_config", default=None, help="YAML with mixer: and mixer_conf: (CALD student)")
+    p.add_argument("--init_model", default=None, help="model dir to fine-tune (Std. run)")
+    p.add_argument("--pretrained_model", default=None, help="CALD: the pretrained transformer (stage 4 output)")
+    p.add_argument("--finetuned_model", default=None, help="CALD: the fine-tuned teacher (stage 5 best)")
+    p.add_argument("--snapshot_dir", default=None, help="CALD waypoint: the Std. run's snapshots/")
+    p.add_argument("--train_data", required=True)
+    p.add_argument("--valid_data", required=True)
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint.pt")
+    p.add_argument("--force", action="store_true", help="retrain even if output_dir holds a finished run")
+    p.add_argument("--nproc", type=int, default=0, help="CPU processes (gloo) under torchrun")
+    p.add_argument("--ngpu", type=int, default=0, help="GPUs (one process each) under torchrun")
+    return p
+
+
+def build_config(args, overrides: Sequence[str]):
+    cfg = merge_with_defaults(load_yaml(args.config), DEFAULTS, args.config)
+    for extra in (args.cald_config, args.mixer_config):
+        if extra:
+            cfg = merge_with_defaults({**cfg, **load_yaml(extra)}, DEFAULTS, extra)
+    cfg = apply_overrides(cfg, overrides, DEFAULTS)
+    strategy = cfg["strategy"]
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+    if strategy is not None and not cfg["mixer"]:
+        raise ConfigError("a CALD run needs mixer: (and mixer_conf:) in its config")
+    return cfg
+
+
+def build_models(cfg, args):
+    """-> (student model, its config fields, guide)."""
+    strategy = cfg["strategy"]
+    if strategy is None:
+        if not args.init_model:
+            raise ConfigError("a Std. run needs --init_model")
+        model, fields = load_model(args.init_model)
+        return model, fields, None
+    start = {"pretrained": args.pretrained_model, "finetuned": args.finetuned_model}[STUDENT_INIT[strategy]]
+    if not start:
+        raise ConfigError(f"strategy {strategy} starts the student from the "
+                          f"{STUDENT_INIT[strategy]} model: give --{STUDENT_INIT[strategy]}_model")
+    student, fields = load_model(start)
+    if fields.get("mixer"):
+        raise ConfigError(f"{start} is already converted; CALD starts from a transformer")
+    teacher_src = copy.deepcopy(student)
+    report = convert_model(student, cfg["mixer"], cfg["mixer_conf"])
+    print(report, flush=True)
+    fields = {**fields, "mixer": cfg["mixer"], "mixer_conf": cfg["mixer_conf"], "cald_strategy": strategy,
+              "initialised_from": str(start)}
+    mode = cfg["teacher_mode"]
+    guide: Optional[Guide]
+    if strategy == "unguided":
+        guide = Guide()
+    elif strategy in ("target", "hybrid"):
+        cache = Path(args.output_dir) / "teacher_cache" if cfg["cache_teacher"] else None
+        if strategy == "target":
+            guide = TargetGuide(teacher_src, mode, cache)
+        else:
+            if cfg["switch_off_step"] is None:
+                raise ConfigError("hybrid needs switch_off_step")
+            guide = HybridGuide(teacher_src, cfg["switch_off_step"], mode=mode, cache_dir=cache)
+    elif strategy == "waypoint":
+        if not args.snapshot_dir:
+            raise ConfigError("waypoint needs --snapshot_dir (the Std. run's snapshots/)")
+        guide = WaypointGuide(Path(args.snapshot_dir), mode)
+    else:  # trajectory
+        lr = float(cfg["teacher_lr"] or cfg["optim_conf"]["lr"])
+        wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m)) if int(os.environ.get("WORLD_SIZE", 1)) > 1 \
+            else (lambda m: m)
+        guide = TrajectoryGuide(teacher_src, task_loss_sum, lr, cfg["update_every"], mode,
+                                grad_clip=cfg["grad_clip"], wrap=wrap)
+    return student, fields, guide
+
+
+def relaunch_under_torchrun(argv: List[str], nproc: int) -> int:
+    rest, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a in ("--nproc", "--ngpu"):
+            skip = True
+            continue
+        if a.startswith(("--nproc=", "--ngpu=")):
+            continue
+        rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "cald_asr.bin.asr_train", *rest]
+    print("asr_train: " + " ".join(cmd), flush=True)
+    return subprocess.call(cmd)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, overrides = get_parser().parse_known_args(argv)
+    nproc = args.ngpu or args.nproc
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return relaunch_under_torchrun(argv, nproc)
+    out = Path(args.output_dir)
+    if (out / ".done").is_file() and not args.force:
+        print(f"asr_train: {out} holds a finished run, skipping (--force to retrain)")
+        return 0
+    try:
+        cfg = build_config(args, overrides)
+        info = init_distributed(use_cuda=args.ngpu > 0)
+        model, fields, guide = build_models(cfg, args)
+        if args.ngpu:
+            raise ConfigError("GPU training is not wired up yet: use --nproc on CPU")
+        token_list = TokenList(fields["token_list"])
+        tokenizer = build_tokenizer(fields.get("token_type", "char"), token_list, fields.get("bpemodel"))
+        train_set = ASRDataset(args.train_data, tokenizer)
+        valid_set = ASRDataset(args.valid_data, tokenizer)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"asr_train: error: {e}", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    if info.is_main:
+        (out / "config.yaml").write_text(yaml.safe_dump({"train": cfg, "args": vars(args)}, sort_keys=False))
+    train(cfg, model, train_set, valid_set, tokenizer, out, fields, guide, resume=args.resume, info=info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

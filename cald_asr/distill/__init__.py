@@ -1,0 +1,1 @@
+"""Cross-Architecture Layerwise Distillation: the loss terms and the guiding strategies."""

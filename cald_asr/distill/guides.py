@@ -1,0 +1,199 @@
+"""The five guiding strategies: which teacher the student matches at each step, and where its kept
+weights start from (../shared/docs/cald-method.md, section 3).
+
+| strategy   | teacher during CALD                                         | student starts from |
+|------------|-------------------------------------------------------------|---------------------|
+| unguided   | none: task loss only                                        | pretrained          |
+| target     | the fine-tuned teacher, fixed                               | fine-tuned          |
+| trajectory | a copy of the pretrained transformer fine-tuned concurrently | pretrained          |
+|            | on the same batches (own optimiser, lr), stepped every T_u  |                     |
+| waypoint   | the Std. run's snapshots: at step s the first one saved     | pretrained          |
+|            | after s (the last once past the end)                        |                     |
+| hybrid     | target for the first N steps, then no distillation          | fine-tuned          |
+
+A guide's `teacher_outputs(batch, step)` returns the teacher's ModelOutput for the batch, or None when
+the strategy does not distil at that step. Teachers run in eval mode (no dropout, no SpecAugment) unless
+teacher_mode is "train", so target guidance is deterministic and can be cached on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from cald_asr.models.model_file import load_model
+from cald_asr.models.output import ModelOutput
+
+STRATEGIES = ("unguided", "target", "trajectory", "waypoint", "hybrid")
+STUDENT_INIT = {"unguided": "pretrained", "target": "finetuned", "trajectory": "pretrained",
+                "waypoint": "pretrained", "hybrid": "finetuned"}
+
+
+def _teacher_forward(teacher: nn.Module, batch: Dict[str, Any], mode: str) -> ModelOutput:
+    teacher.train(mode == "train")
+    with torch.no_grad():
+        return teacher(batch["speech"], batch["speech_lengths"])
+
+
+class Guide:
+    name = "unguided"
+
+    def teacher_outputs(self, batch: Dict[str, Any], step: int) -> Optional[ModelOutput]:
+        return None
+
+    def distils(self, step: int) -> bool:
+        return False
+
+    def after_step(self, batches: List[Dict[str, Any]], step: int) -> None:
+        """Called after the student's optimiser step `step` (1-based count of steps done)."""
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+
+class TeacherCache:
+    """Per-utterance teacher outputs (every layer's hidden state and the logits, float16) stored once on
+    disk and read back instead of re-running a fixed teacher every epoch."""
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, utt: str) -> Path:
+        return self.dir / f"{utt}.pt"
+
+    def get(self, batch: Dict[str, Any], compute: Callable[[], ModelOutput]) -> ModelOutput:
+        utts = batch["utt_ids"]
+        if not all(self._path(u).is_file() for u in utts):
+            out = compute()
+            for b, u in enumerate(utts):
+                n = int(out.out_lengths[b])
+                item = {"hidden": torch.stack([h[b, :n] for h in out.hidden_states]).half(),
+                        "logits": out.logits[b, :n].half()}
+                tmp = self._path(u).with_suffix(".tmp")
+                torch.save(item, tmp)
+                tmp.replace(self._path(u))
+            return out
+        items = [torch.load(self._path(u), weights_only=True) for u in utts]
+        lengths = torch.tensor([it["logits"].shape[0] for it in items])
+        T = int(lengths.max())
+        pad = lambda x: nn.functional.pad(x.float(), (0, 0, 0, T - x.shape[-2]))  # noqa: E731
+        hidden = torch.stack([pad(it["hidden"]) for it in items], dim=1)  # (L, B, T, D)
+        logits = torch.stack([pad(it["logits"]) for it in items])
+        return ModelOutput(logits, lengths, list(hidden.unbind(0)))
+
+
+class TargetGuide(Guide):
+    name = "target"
+
+    def __init__(self, teacher: nn.Module, mode: str = "eval", cache_dir: Optional[Path] = None):
+        self.teacher, self.mode = teacher, mode
+        self.cache = TeacherCache(cache_dir) if cache_dir is not None else None
+        if self.cache is not None and mode != "eval":
+            raise ValueError("the teacher cache needs teacher_mode eval (train mode is not deterministic)")
+
+    def distils(self, step: int) -> bool:
+        return True
+
+    def teacher_outputs(self, batch, step):
+        compute = lambda: _teacher_forward(self.teacher, batch, self.mode)  # noqa: E731
+        return self.cache.get(batch, compute) if self.cache is not None else compute()
+
+
+class HybridGuide(TargetGuide):
+    name = "hybrid"
+
+    def __init__(self, teacher: nn.Module, switch_off_step: int, **kw):
+        super().__init__(teacher, **kw)
+        self.switch_off_step = int(switch_off_step)
+
+    def distils(self, step: int) -> bool:
+        return step < self.switch_off_step
+
+
+class WaypointGuide(Guide):
+    """Snapshots are model dirs named step_<N> (N = the Std. run's step when saved)."""
+    name = "waypoint"
+
+    def __init__(self, snapshot_dir: Path, mode: str = "eval"):
+        dirs = [d for d in Path(snapshot_dir).glob("step_*") if re.fullmatch(r"step_\d+", d.name)]
+        if not dirs:
+            raise FileNotFoundError(f"{snapshot_dir}: no step_<N> snapshots for waypoint guidance")
+        self.snapshots = sorted(((int(d.name[5:]), d) for d in dirs))
+        self.mode = mode
+        self.current: Optional[int] = None
+        self.teacher: Optional[nn.Module] = None
+
+    def snapshot_for(self, step: int) -> int:
+        """Index of the first snapshot saved after `step`, or the last one."""
+        for i, (s, _) in enumerate(self.snapshots):
+            if s > step:
+                return i
+        return len(self.snapshots) - 1
+
+    def distils(self, step: int) -> bool:
+        return True
+
+    def teacher_outputs(self, batch, step):
+        i = self.snapshot_for(step)
+        if i != self.current:
+            self.teacher, _ = load_model(self.snapshots[i][1])
+            self.current = i
+        return _teacher_forward(self.teacher, batch, self.mode)
+
+
+class TrajectoryGuide(Guide):
+    """The teacher is fine-tuned alongside the student, from the same pretrained weights, on the same
+    batches, with its own AdamW and learning rate, one teacher step every `update_every` student steps."""
+    name = "trajectory"
+
+    def __init__(self, teacher: nn.Module, task_loss: Callable, lr: float, update_every: int = 1,
+                 mode: str = "eval", weight_decay: float = 0.0, grad_clip: float = 1.0,
+                 wrap: Callable[[nn.Module], nn.Module] = lambda m: m):
+        from cald_asr.train.optim import build_optimizer
+
+        self.teacher = teacher
+        self.train_view = wrap(teacher)  # DistributedDataParallel when distributed
+        self.task_loss = task_loss
+        self.update_every, self.mode, self.grad_clip = int(update_every), mode, grad_clip
+        self.optimizer = build_optimizer(teacher, "adamw", {"lr": lr, "weight_decay": weight_decay})
+        self.updates = 0
+
+    def distils(self, step: int) -> bool:
+        return True
+
+    def teacher_outputs(self, batch, step):
+        return _teacher_forward(self.teacher, batch, self.mode)
+
+    def after_step(self, batches, step):
+        if step % self.update_every:
+            return
+        self.teacher.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        for batch, weight in batches:
+            loss = self.task_loss(self.train_view, batch) * weight
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.updates += 1
+
+    def state_dict(self):
+        return {"teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "updates": self.updates}
+
+    def load_state_dict(self, state):
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model)

@@ -1,0 +1,1 @@
+"""Training: configs, optimiser and schedule, SpecAugment, checkpoints, distributed helpers, the loop."""

@@ -1,0 +1,61 @@
+"""AdamW without weight decay on biases and norms, and the learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable
+
+import torch
+from torch import nn
+
+NO_DECAY_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.Embedding)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> Iterable[Dict[str, Any]]:
+    """Biases, norm weights, embeddings and 1-element parameters (SSM A/D/dt terms are vectors: decayed
+    like weights would shrink their dynamics) go without weight decay."""
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if (isinstance(module, NO_DECAY_TYPES) or name.endswith("bias") or p.ndim < 2
+                    or "norm" in type(module).__name__.lower()):
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, name: str, conf: Dict[str, Any]) -> torch.optim.Optimizer:
+    conf = dict(conf)
+    if name != "adamw":
+        raise ValueError(f"unknown optim {name!r} (known: adamw)")
+    wd = float(conf.pop("weight_decay", 0.0))
+    # YAML 1.1 leaves "1e-3" a string: numbers are coerced here rather than failing inside torch
+    kwargs = {k: (tuple(float(x) for x in v) if isinstance(v, list) else float(v) if k in ("lr", "eps") else v)
+              for k, v in conf.items()}
+    return torch.optim.AdamW(param_groups(model, wd), **kwargs)
+
+
+def lr_factor(step: int, name: str, conf: Dict[str, Any], max_steps: int) -> float:
+    """Multiplier of the base lr at optimiser step `step` (0-based)."""
+    warmup = int(conf.get("warmup_steps", 0))
+    if name == "constant":
+        return min(1.0, (step + 1) / warmup) if warmup else 1.0
+    if name == "warmuplr":  # ESPnet's Noam-style warm-up then inverse square root
+        w = max(warmup, 1)
+        return w ** 0.5 * min((step + 1) ** -0.5, (step + 1) * w ** -1.5)
+    if name == "warmup_exp":  # the paper's: linear warm-up, then exponential decay to final_lr
+        if step < warmup:
+            return (step + 1) / warmup
+        decay_steps = max(int(conf.get("decay_steps", max_steps - warmup)), 1)
+        final = float(conf.get("final_lr_ratio", 0.005))
+        return math.exp(math.log(final) * min(step - warmup, decay_steps) / decay_steps)
+    raise ValueError(f"unknown scheduler {name!r} (known: constant, warmuplr, warmup_exp)")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, name: str, conf: Dict[str, Any], max_steps: int):
+    lr_factor(0, name, conf, max_steps)  # validate now, not at the first step
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, name, conf, max_steps))

@@ -1,0 +1,303 @@
+"""The training loop shared by the Std. run (stage 5) and CALD (stage 6): plain functions in icefall's
+style: compute_loss, train_one_step, validate, train.
+
+Loss normalisation. An optimiser step covers `accum_grad` global batches, each split among the ranks. Its
+loss is  sum_utts(CTC) / N_utts  +  alpha_layer * sum_frames(L_layer) / N_frames
++ alpha_logits * sum_frames(L_logits) / N_frames, with N counted over the whole step (all micro-batches,
+all ranks) before anything runs, so the weights mean the same whatever the batch size, accumulation or
+number of processes, and 2 processes give the gradient of 1 process on the same global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import jiwer
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from cald_asr.data.collate import pad_collate
+from cald_asr.data.sampler import LengthBucketBatchSampler
+from cald_asr.decode.ctc_greedy import ctc_greedy
+from cald_asr.distill.guides import Guide
+from cald_asr.distill.losses import layer_loss_sum, logits_kl_sum
+from cald_asr.models.asr_ctc import ASRCTCModel
+from cald_asr.models.model_file import save_model
+from cald_asr.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cald_asr.train.distributed import DistInfo, all_true, barrier, shard
+from cald_asr.train.optim import build_optimizer, build_scheduler
+from cald_asr.train.report import Scalars, get_logger
+from cald_asr.train.specaug import SpecAugment
+
+DEFAULTS: Dict[str, Any] = {
+    "seed": 0,
+    "max_steps": 1000,
+    "batch_bins": 1_600_000,     # cap on padded input size per global batch: batch size x longest input
+    "max_batch_size": 64,
+    "accum_grad": 1,
+    "optim": "adamw",
+    "optim_conf": {"lr": 1.0e-3, "betas": [0.9, 0.98], "eps": 1.0e-8, "weight_decay": 0.0},
+    "scheduler": "warmup_exp",
+    "scheduler_conf": {"warmup_steps": 100, "final_lr_ratio": 0.01},
+    "grad_clip": 1.0,
+    "specaug": False,
+    "specaug_conf": {},
+    "valid_every": 200,
+    "valid_batch_bins": None,    # default: batch_bins
+    "snapshot_every": 0,         # > 0: save snapshots/step_<N>/ (waypoints for a later CALD run)
+    "checkpoint_every": 100,
+    "log_every": 10,
+    "max_nonfinite_in_a_row": 10,
+    "stop_after": None,          # leave the loop after this many steps as if killed (resume tests)
+    "num_threads": 0,            # torch threads; 0 keeps torch's default
+    # CALD (stage 6); strategy null = plain task training
+    "strategy": None,
+    "alpha_layer": 15.0,
+    "alpha_logits": 0.0,
+    "temperature": 2.0,
+    "teacher_mode": "eval",
+    "cache_teacher": False,
+    "switch_off_step": None,     # hybrid
+    "teacher_lr": None,          # trajectory (default: the student's lr)
+    "update_every": 1,           # trajectory T_u
+    "mixer": None,
+    "mixer_conf": {},
+}
+
+
+@dataclass
+class StepNorm:
+    n_utts: int
+    n_frames: int
+    world: int
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def task_loss_sum(model: nn.Module, batch: Dict[str, Any]) -> torch.Tensor:
+    """Summed CTC over the batch's utterances (the trajectory teacher's objective too)."""
+    out = model(batch["speech"], batch["speech_lengths"])
+    return ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"]).sum()
+
+
+def compute_loss(model: nn.Module, batch: Dict[str, Any], cfg: Dict[str, Any], guide: Optional[Guide],
+                 step: int, norm: StepNorm, weight: float = 1.0):
+    """-> (loss to backpropagate, {term: summed value}) for one micro-batch."""
+    out = model(batch["speech"], batch["speech_lengths"])
+    ctc = ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"]).sum()
+    loss = ctc / norm.n_utts
+    stats = {"ctc": ctc.item() * weight}
+    if guide is not None and guide.distils(step):
+        teacher = guide.teacher_outputs(batch, step)
+        lsum, _ = layer_loss_sum(out.hidden_states, teacher.hidden_states, out.out_lengths)
+        loss = loss + cfg["alpha_layer"] * lsum / norm.n_frames
+        stats["layer"] = lsum.item() * weight
+        if cfg["alpha_logits"]:
+            ksum, _ = logits_kl_sum(out.logits, teacher.logits, out.out_lengths, cfg["temperature"])
+            loss = loss + cfg["alpha_logits"] * ksum / norm.n_frames
+            stats["logits"] = ksum.item() * weight
+    # DistributedDataParallel averages gradients over ranks; the normalisation above is already global
+    return loss * norm.world * weight, stats
+
+
+@torch.no_grad()
+def validate(model: nn.Module, dataset, batches: Sequence[Sequence[int]], tokenizer) -> Dict[str, float]:
+    """Dev CTC loss per utterance and greedy-CTC WER (%)."""
+    model.eval()
+    total, n, refs, hyps = 0.0, 0, [], []
+    for b in batches:
+        batch = pad_collate([dataset[i] for i in b])
+        out = model(batch["speech"], batch["speech_lengths"])
+        total += ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"]).sum().item()
+        n += len(b)
+        for utt, ids in zip(batch["utt_ids"], ctc_greedy(out.logits, out.out_lengths)):
+            refs.append(dataset.texts[utt])
+            hyps.append(tokenizer.decode(ids))
+    model.train()
+    return {"loss": total / max(n, 1), "wer": 100.0 * jiwer.wer(refs, hyps)}
+
+
+def _frames(model: ASRCTCModel, lengths: Sequence[int]) -> int:
+    return int(model.output_lengths(torch.tensor(list(lengths), dtype=torch.long)).sum())
+
+
+def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokenizer, out_dir: Path,
+          model_fields: Dict[str, Any], guide: Optional[Guide] = None, resume: bool = False,
+          info: DistInfo = DistInfo()) -> Dict[str, Any]:
+    """Train `model` in place; writes under out_dir: checkpoint.pt, best/ and final/ model dirs,
+    snapshots/step_<N>/, train.log, tensorboard/, loss_curves.png. Returns the final state summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    main = info.is_main
+    log = get_logger(out_dir, main)
+    if cfg["num_threads"]:
+        torch.set_num_threads(int(cfg["num_threads"]))
+    set_seed(cfg["seed"])
+    model.specaug = SpecAugment(**cfg["specaug_conf"]) if cfg["specaug"] else None
+    model.train()
+    ddp = nn.parallel.DistributedDataParallel(model) if info.enabled else model
+    optimizer = build_optimizer(model, cfg["optim"], cfg["optim_conf"])
+    scheduler = build_scheduler(optimizer, cfg["scheduler"], cfg["scheduler_conf"], cfg["max_steps"])
+    sampler = LengthBucketBatchSampler(train_set.lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"],
+                                       max_batch_size=cfg["max_batch_size"])
+    valid_bins = cfg["valid_batch_bins"] or cfg["batch_bins"]
+    valid_batches = list(LengthBucketBatchSampler(valid_set.lengths, valid_bins, shuffle=False,
+                                                  max_batch_size=cfg["max_batch_size"]))
+    st = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "nonfinite_total": 0, "nonfinite_in_a_row": 0,
+          "best_wer": math.inf, "best_step": 0}
+    history = None
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if resume and ckpt_path.is_file():
+        ck = load_checkpoint(ckpt_path)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        st.update(ck["state"])
+        history = ck["history"]
+        if guide is not None:
+            guide.load_state_dict(ck["guide"])
+        set_rng_state(ck["rng"])
+        log.info(f"resumed from {ckpt_path} at step {st['step']} (epoch {st['epoch']}, "
+                 f"batch {st['batch_in_epoch']})")
+    scalars = Scalars(out_dir, main, history)
+
+    def checkpoint() -> None:
+        if main:
+            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "state": dict(st), "rng": rng_state(),
+                             "guide": guide.state_dict() if guide is not None else {},
+                             "history": scalars.history, "config": cfg}, ckpt_path)
+
+    def run_validation() -> None:
+        if main:
+            res = validate(model, valid_set, valid_batches, tokenizer)
+            scalars.add(st["step"], {"valid/loss": res["loss"], "valid/wer": res["wer"]})
+            better = res["wer"] < st["best_wer"]
+            if better:
+                st["best_wer"], st["best_step"] = res["wer"], st["step"]
+                save_model(model, {**model_fields, "trained_steps": st["step"]}, out_dir / "best")
+            log.info(f"step {st['step']}: dev loss {res['loss']:.3f}, dev WER {res['wer']:.2f}%"
+                     + (" (best so far)" if better else f" (best {st['best_wer']:.2f}% at {st['best_step']})"))
+            scalars.plot()
+        barrier(info)
+
+    acc = {"ctc": 0.0, "layer": 0.0, "logits": 0.0, "utts": 0, "frames": 0, "gnorm": 0.0, "steps": 0}
+    pbar = tqdm(total=cfg["max_steps"], initial=st["step"], disable=not main, desc=out_dir.name,
+                dynamic_ncols=True, mininterval=5)
+    t0, steps_at_t0 = time.time(), st["step"]
+    stopped_early = False
+    while st["step"] < cfg["max_steps"] and not stopped_early:
+        sampler.set_epoch(st["epoch"])
+        batches = list(sampler)
+        while st["batch_in_epoch"] < len(batches) and st["step"] < cfg["max_steps"]:
+            group = batches[st["batch_in_epoch"]: st["batch_in_epoch"] + cfg["accum_grad"]]
+            st["batch_in_epoch"] += len(group)
+            norm = StepNorm(sum(len(b) for b in group),
+                            sum(_frames(model, [train_set.lengths[i] for i in b]) for b in group), info.world_size)
+            micro: List[tuple] = []
+            for b in group:
+                mine = shard(b, info)
+                # a rank left without utterances still joins the gradient all-reduce, with weight 0
+                micro.append((pad_collate([train_set[i] for i in (mine or b[:1])]), 1.0 if mine else 0.0))
+            optimizer.zero_grad(set_to_none=True)
+            ok, stats_step = True, []
+            for k, (batch, weight) in enumerate(micro):
+                sync = k == len(micro) - 1 or not info.enabled
+                ctx = ddp.no_sync() if not sync else contextlib.nullcontext()
+                with ctx:
+                    loss, stats = compute_loss(ddp, batch, cfg, guide, st["step"], norm, weight)
+                    if not all_true(bool(torch.isfinite(loss)), info):
+                        ok = False
+                        break
+                    loss.backward()
+                stats_step.append(stats)
+            if ok:
+                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"]))
+                ok = all_true(math.isfinite(gnorm), info)
+            if not ok:
+                optimizer.zero_grad(set_to_none=True)
+                st["nonfinite_total"] += 1
+                st["nonfinite_in_a_row"] += 1
+                log.warning(f"step {st['step']}: non-finite loss or gradient, batch skipped "
+                            f"({st['nonfinite_in_a_row']} in a row, {st['nonfinite_total']} in all)")
+                if st["nonfinite_in_a_row"] >= cfg["max_nonfinite_in_a_row"]:
+                    checkpoint()
+                    raise FloatingPointError(
+                        f"{st['nonfinite_in_a_row']} batches in a row had a non-finite loss or gradient; stopping "
+                        f"at step {st['step']}. Lower the learning rate or check the data (see {out_dir}/train.log)")
+                continue
+            st["nonfinite_in_a_row"] = 0
+            optimizer.step()
+            scheduler.step()
+            st["step"] += 1
+            if guide is not None:
+                guide.after_step([(batch, weight * norm.world / norm.n_utts) for batch, weight in micro], st["step"])
+            for s in stats_step:
+                for k, v in s.items():
+                    acc[k] += v
+            acc["utts"] += norm.n_utts
+            acc["frames"] += norm.n_frames
+            acc["gnorm"] += gnorm
+            acc["steps"] += 1
+            pbar.update(1)
+            if st["step"] % cfg["log_every"] == 0 or st["step"] == cfg["max_steps"]:
+                # per-rank sums of this rank's shard; rank 0 logs its share scaled to the global count
+                scale = info.world_size
+                vals = {"train/ctc": acc["ctc"] * scale / acc["utts"], "train/lr": scheduler.get_last_lr()[0],
+                        "train/grad_norm": acc["gnorm"] / acc["steps"]}
+                if acc["layer"]:
+                    vals["train/layer"] = acc["layer"] * scale / acc["frames"]
+                if acc["logits"]:
+                    vals["train/logits"] = acc["logits"] * scale / acc["frames"]
+                if main:
+                    scalars.add(st["step"], vals)
+                    rate = (st["step"] - steps_at_t0) / max(time.time() - t0, 1e-9)
+                    eta = (cfg["max_steps"] - st["step"]) / max(rate, 1e-9)
+                    log.info(f"step {st['step']}/{cfg['max_steps']} epoch {st['epoch']} "
+                             + " ".join(f"{k[6:]} {v:.4g}" for k, v in vals.items())
+                             + f" | {rate:.2f} steps/s, ETA {eta / 60:.1f} min")
+                acc = {k: 0 for k in acc}
+            if cfg["snapshot_every"] and st["step"] % cfg["snapshot_every"] == 0 and main:
+                save_model(model, {**model_fields, "trained_steps": st["step"]},
+                           out_dir / "snapshots" / f"step_{st['step']}")
+            if st["step"] % cfg["valid_every"] == 0 and st["step"] < cfg["max_steps"]:
+                run_validation()
+            if st["step"] % cfg["checkpoint_every"] == 0:
+                checkpoint()
+            if cfg["stop_after"] is not None and st["step"] >= cfg["stop_after"]:
+                stopped_early = True
+                break
+        if st["batch_in_epoch"] >= len(batches):
+            st["epoch"] += 1
+            st["batch_in_epoch"] = 0
+    pbar.close()
+    if stopped_early:
+        log.info(f"stopped after step {st['step']} (stop_after); resume with --resume")
+        return dict(st)
+    run_validation()
+    checkpoint()
+    if main:
+        save_model(model, {**model_fields, "trained_steps": st["step"]}, out_dir / "final")
+        (out_dir / ".done").write_text(f"{st['step']}\n")
+        png = scalars.plot()
+        log.info(f"done: {st['step']} steps, best dev WER {st['best_wer']:.2f}% at step {st['best_step']}; "
+                 f"{st['nonfinite_total']} batch(es) skipped as non-finite; curves: {png}")
+    scalars.close()
+    return dict(st)
+
