@@ -33,13 +33,15 @@ from cald_asr.distill.guides import (STRATEGIES, STUDENT_INIT, Guide, HybridGuid
                                      WaypointGuide)
 from cald_asr.models.model_file import load_model
 from cald_asr.text import TokenList, build_tokenizer
+from cald_asr.train.checkpoint import CheckpointError
 from cald_asr.train.config import ConfigError, apply_overrides, load_yaml, merge_with_defaults
 from cald_asr.train.distributed import init_distributed
-from cald_asr.train.trainer import DEFAULTS, task_loss_sum, train
+from cald_asr.train.trainer import DEFAULTS, set_seed, task_loss_sum, train
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    # allow_abbrev=False: config overrides pass through unparsed, and "--mixer X" must not become --mixer_config
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--config", required=True, help="training YAML (flat, ESPnet style)")
     p.add_argument("--cald_config", default=None, help="CALD YAML (strategy, loss weights); omit for Std.")
@@ -88,6 +90,7 @@ def build_models(cfg, args):
     if fields.get("mixer"):
         raise ConfigError(f"{start} is already converted; CALD starts from a transformer")
     teacher_src = copy.deepcopy(student)
+    set_seed(cfg["seed"])  # the new mixers' initial weights follow the run's seed, not the process's RNG history
     report = convert_model(student, cfg["mixer"], cfg["mixer_conf"])
     print(report, flush=True)
     fields = {**fields, "mixer": cfg["mixer"], "mixer_conf": cfg["mixer_conf"], "cald_strategy": strategy,
@@ -101,9 +104,11 @@ def build_models(cfg, args):
         if strategy == "target":
             guide = TargetGuide(teacher_src, mode, cache)
         else:
-            if cfg["switch_off_step"] is None:
-                raise ConfigError("hybrid needs switch_off_step")
-            guide = HybridGuide(teacher_src, cfg["switch_off_step"], mode=mode, cache_dir=cache)
+            off = cfg["switch_off_step"]
+            if off is None:
+                raise ConfigError("hybrid needs switch_off_step (a step, or a fraction of max_steps below 1)")
+            off = int(round(float(off) * cfg["max_steps"])) if float(off) < 1 else int(off)
+            guide = HybridGuide(teacher_src, off, mode=mode, cache_dir=cache)
     elif strategy == "waypoint":
         if not args.snapshot_dir:
             raise ConfigError("waypoint needs --snapshot_dir (the Std. run's snapshots/)")
@@ -149,8 +154,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cfg = build_config(args, overrides)
         info = init_distributed(use_cuda=args.ngpu > 0)
         model, fields, guide = build_models(cfg, args)
-        if args.ngpu:
-            raise ConfigError("GPU training is not wired up yet: use --nproc on CPU")
+        if args.ngpu and not torch.cuda.is_available():
+            raise ConfigError(f"--ngpu {args.ngpu} but torch sees no CUDA device (use --nproc N on CPU)")
+        device = torch.device(f"cuda:{info.local_rank}") if args.ngpu else torch.device("cpu")
         token_list = TokenList(fields["token_list"])
         tokenizer = build_tokenizer(fields.get("token_type", "char"), token_list, fields.get("bpemodel"))
         train_set = ASRDataset(args.train_data, tokenizer)
@@ -161,7 +167,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if info.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump({"train": cfg, "args": vars(args)}, sort_keys=False))
-    train(cfg, model, train_set, valid_set, tokenizer, out, fields, guide, resume=args.resume, info=info)
+    try:
+        train(cfg, model, train_set, valid_set, tokenizer, out, fields, guide, resume=args.resume, info=info,
+              device=device)
+    except CheckpointError as e:
+        print(f"asr_train: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -42,6 +42,14 @@ def _teacher_forward(teacher: nn.Module, batch: Dict[str, Any], mode: str) -> Mo
 
 class Guide:
     name = "unguided"
+    device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> "Guide":
+        self.device = device
+        teacher = getattr(self, "teacher", None)
+        if teacher is not None:
+            teacher.to(device)
+        return self
 
     def teacher_outputs(self, batch: Dict[str, Any], step: int) -> Optional[ModelOutput]:
         return None
@@ -82,8 +90,8 @@ class TeacherCache:
                 torch.save(item, tmp)
                 tmp.replace(self._path(u))
             return out
-        items = [torch.load(self._path(u), weights_only=True) for u in utts]
-        lengths = torch.tensor([it["logits"].shape[0] for it in items])
+        items = [torch.load(self._path(u), map_location=batch["speech"].device, weights_only=True) for u in utts]
+        lengths = torch.tensor([it["logits"].shape[0] for it in items], device=batch["speech"].device)
         T = int(lengths.max())
         pad = lambda x: nn.functional.pad(x.float(), (0, 0, 0, T - x.shape[-2]))  # noqa: E731
         hidden = torch.stack([pad(it["hidden"]) for it in items], dim=1)  # (L, B, T, D)
@@ -146,6 +154,7 @@ class WaypointGuide(Guide):
         i = self.snapshot_for(step)
         if i != self.current:
             self.teacher, _ = load_model(self.snapshots[i][1])
+            self.teacher.to(self.device)
             self.current = i
         return _teacher_forward(self.teacher, batch, self.mode)
 

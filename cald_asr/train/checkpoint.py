@@ -18,6 +18,10 @@ import torch
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from; the message names the file."""
+
+
 def rng_state() -> Dict[str, Any]:
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     return {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
@@ -48,11 +52,13 @@ def save_checkpoint(state: Dict[str, Any], path: os.PathLike | str) -> None:
             tmp.unlink()
 
 
-def load_checkpoint(path: os.PathLike | str) -> Dict[str, Any]:
+def load_checkpoint(path: os.PathLike | str, device: torch.device = torch.device("cpu")) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+        raise CheckpointError(f"{path}: no checkpoint to resume from")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ck = torch.load(path, map_location=device, weights_only=True)
+        ck["rng"]["torch"] = ck["rng"]["torch"].cpu()  # the generator state is a CPU ByteTensor
+        return ck
     except Exception as e:
-        raise ValueError(f"{path}: unreadable checkpoint ({e})") from None
+        raise CheckpointError(f"{path}: unreadable checkpoint ({e})") from None

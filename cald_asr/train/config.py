@@ -58,6 +58,10 @@ def apply_overrides(config: Dict[str, Any], overrides: Sequence[str], defaults: 
         path = flag[2:].replace("-", "_").split(".")
         if path[0] not in defaults:
             raise ConfigError(f"unknown option {flag} (known: {', '.join(sorted(defaults))})")
+        known = defaults[path[0]]
+        if len(path) == 2 and isinstance(known, dict) and known and path[1] not in known:
+            # a mapping whose keys are fixed (optim_conf, scheduler_conf): a misspelt key is an error
+            raise ConfigError(f"unknown option {flag} ({path[0]} keys: {', '.join(sorted(known))})")
         node = out
         for key in path[:-1]:
             node = node.setdefault(key, {})

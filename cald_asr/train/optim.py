@@ -50,7 +50,7 @@ def lr_factor(step: int, name: str, conf: Dict[str, Any], max_steps: int) -> flo
     if name == "warmup_exp":  # the paper's: linear warm-up, then exponential decay to final_lr
         if step < warmup:
             return (step + 1) / warmup
-        decay_steps = max(int(conf.get("decay_steps", max_steps - warmup)), 1)
+        decay_steps = max(int(conf.get("decay_steps") or (max_steps - warmup)), 1)
         final = float(conf.get("final_lr_ratio", 0.005))
         return math.exp(math.log(final) * min(step - warmup, decay_steps) / decay_steps)
     raise ValueError(f"unknown scheduler {name!r} (known: constant, warmuplr, warmup_exp)")

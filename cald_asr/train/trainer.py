@@ -46,7 +46,7 @@ DEFAULTS: Dict[str, Any] = {
     "optim": "adamw",
     "optim_conf": {"lr": 1.0e-3, "betas": [0.9, 0.98], "eps": 1.0e-8, "weight_decay": 0.0},
     "scheduler": "warmup_exp",
-    "scheduler_conf": {"warmup_steps": 100, "final_lr_ratio": 0.01},
+    "scheduler_conf": {"warmup_steps": 100, "final_lr_ratio": 0.01, "decay_steps": None},
     "grad_clip": 1.0,
     "specaug": False,
     "specaug_conf": {},
@@ -121,8 +121,9 @@ def validate(model: nn.Module, dataset, batches: Sequence[Sequence[int]], tokeni
     """Dev CTC loss per utterance and greedy-CTC WER (%)."""
     model.eval()
     total, n, refs, hyps = 0.0, 0, [], []
+    device = next(model.parameters()).device
     for b in batches:
-        batch = pad_collate([dataset[i] for i in b])
+        batch = to_device(pad_collate([dataset[i] for i in b]), device)
         out = model(batch["speech"], batch["speech_lengths"])
         total += ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"]).sum().item()
         n += len(b)
@@ -133,13 +134,17 @@ def validate(model: nn.Module, dataset, batches: Sequence[Sequence[int]], tokeni
     return {"loss": total / max(n, 1), "wer": 100.0 * jiwer.wer(refs, hyps)}
 
 
+def to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def _frames(model: ASRCTCModel, lengths: Sequence[int]) -> int:
     return int(model.output_lengths(torch.tensor(list(lengths), dtype=torch.long)).sum())
 
 
 def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokenizer, out_dir: Path,
           model_fields: Dict[str, Any], guide: Optional[Guide] = None, resume: bool = False,
-          info: DistInfo = DistInfo()) -> Dict[str, Any]:
+          info: DistInfo = DistInfo(), device: torch.device = torch.device("cpu")) -> Dict[str, Any]:
     """Train `model` in place; writes under out_dir: checkpoint.pt, best/ and final/ model dirs,
     snapshots/step_<N>/, train.log, tensorboard/, loss_curves.png. Returns the final state summary."""
     out_dir = Path(out_dir)
@@ -150,8 +155,11 @@ def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokeniz
         torch.set_num_threads(int(cfg["num_threads"]))
     set_seed(cfg["seed"])
     model.specaug = SpecAugment(**cfg["specaug_conf"]) if cfg["specaug"] else None
-    model.train()
-    ddp = nn.parallel.DistributedDataParallel(model) if info.enabled else model
+    model.to(device).train()
+    if guide is not None:
+        guide.to(device)
+    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if info.enabled else model
     optimizer = build_optimizer(model, cfg["optim"], cfg["optim_conf"])
     scheduler = build_scheduler(optimizer, cfg["scheduler"], cfg["scheduler_conf"], cfg["max_steps"])
     sampler = LengthBucketBatchSampler(train_set.lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"],
@@ -164,7 +172,7 @@ def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokeniz
     history = None
     ckpt_path = out_dir / CHECKPOINT_NAME
     if resume and ckpt_path.is_file():
-        ck = load_checkpoint(ckpt_path)
+        ck = load_checkpoint(ckpt_path, device)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
@@ -214,7 +222,8 @@ def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokeniz
             for b in group:
                 mine = shard(b, info)
                 # a rank left without utterances still joins the gradient all-reduce, with weight 0
-                micro.append((pad_collate([train_set[i] for i in (mine or b[:1])]), 1.0 if mine else 0.0))
+                micro.append((to_device(pad_collate([train_set[i] for i in (mine or b[:1])]), device),
+                              1.0 if mine else 0.0))
             optimizer.zero_grad(set_to_none=True)
             ok, stats_step = True, []
             for k, (batch, weight) in enumerate(micro):
