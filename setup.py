@@ -37,5 +37,5 @@ setup(
         "espnet": ["typeguard", "packaging"],
         "cuda": ["mamba-ssm", "causal-conv1d"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["asr_inference.py = cald_asr.bin.asr_inference:main"]},
 )

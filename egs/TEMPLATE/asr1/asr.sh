@@ -14,8 +14,9 @@
 #   5 teacher fine-tuning ("Std." run)  init/, dump/ -> exp/asr_<teacher>_<token_type>/{best,final,snapshots/step_N}/
 #   6 CALD conversion and training      -> exp/cald_<strategy>_<mixer>_<token_type>/{best,final}/, one per
 #                                          --cald_configs entry (students converted with --mixer_config)
-#   7 decoding                           -> exp/<model>/decode_*/ (not implemented yet)
-#   8 scoring and report                 -> score_wer/, RESULTS.md (not implemented yet)
+#   7 decoding: the teacher's and every student's best/ over --test_sets
+#                                       -> exp/<run>/best/<inference_tag>/<set>/{1best_recog/,rtf,failed,logdir/}
+#   8 scoring and report                -> .../<set>/score_wer/{ref.trn,hyp.trn,result.txt}, RESULTS.md
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
@@ -50,7 +51,8 @@ student_config=       # stage 6: training options of the CALD runs (YAML)
 cald_configs=         # stage 6: strategies (space-separated YAMLs, one student each)
 mixer_config=         # stage 6: the linear-time mixer of the students (YAML)
 train_args=           # extra --key value overrides for stages 5 and 6, e.g. "--max_steps 100"
-inference_config=     # stage 7 config
+inference_config=     # stage 7 config (asr_inference options as YAML)
+results_file=RESULTS.md  # stage 8 report
 
 help_message="Usage: $0 [options]
   --stage N --stop_stage M   run stages N..M (1 data prep, 2 format, 3 token list, 4 teacher prep,
@@ -61,6 +63,7 @@ help_message="Usage: $0 [options]
   --student_config, --cald_configs \"a.yaml b.yaml\", --mixer_config, --train_args \"--key value\",
   --inference_config, --local_data_opts \"...\""
 
+cmdline="${RECIPE_CMD:-$0 $*}"
 . ./utils/parse_options.sh
 if [ $# -gt 0 ]; then echo "$0: unexpected argument(s): $*" >&2; echo "$help_message" >&2; exit 1; fi
 . ./path.sh
@@ -70,6 +73,8 @@ if [ $# -gt 0 ]; then echo "$0: unexpected argument(s): $*" >&2; echo "$help_mes
 [ -n "$valid_set" ] || { log "error: --valid_set is required"; exit 1; }
 case "$feats_type" in raw|extracted) ;; *) log "error: --feats_type must be raw or extracted, not '$feats_type'"; exit 1;; esac
 case "$token_type" in char|bpe) ;; *) log "error: --token_type must be char or bpe, not '$token_type'"; exit 1;; esac
+
+mkdir -p "$expdir" && echo "$cmdline" >> "$expdir/commands.txt"
 
 run_stage() {  # run_stage N: is stage N inside --stage/--stop_stage and not skipped?
   local n=$1
@@ -120,10 +125,6 @@ if run_stage 3; then
     --text "$dumpdir/$train_set/text" --output_dir "$token_dir" "${force_opt[@]}"
 fi
 
-not_implemented() {
-  log "stage $1 ($2) is not implemented yet: it needs $3. Stages up to $(($1 - 1)) ran; stopping here."
-  exit 2
-}
 if run_stage 4; then
   log "stage 4: teacher preparation ($teacher_config) -> $teacher_dir/init/"
   [ -n "$teacher_config" ] || { log "error: stage 4 needs --teacher_config"; exit 1; }
@@ -156,7 +157,41 @@ if run_stage 6; then
       --output_dir "$student_dir" --resume "${force_opt[@]}" "${dist_opts[@]}" $train_args
   done
 fi
-if run_stage 7; then not_implemented 7 "decoding" "cald_asr.bin.asr_inference (decoding issue)"; fi
-if run_stage 8; then not_implemented 8 "scoring and report" "cald_asr.bin.score (decoding issue)"; fi
+inference_tag="decode_$(basename "${inference_config:-default}" .yaml)"
+models="$teacher_dir/best"
+for cald_config in $cald_configs; do
+  models+=" $expdir/cald_$(basename "$cald_config" .yaml)_$(basename "${mixer_config:-none}" .yaml)_${token_type}/best"
+done
+if [ "$feats_type" = raw ]; then data_name=wav.scp; data_type=sound; else data_name=feats.scp; data_type=kaldi_ark; fi
+
+if run_stage 7; then
+  for model in $models; do
+    [ -f "$model/model.safetensors" ] || { log "error: $model/model.safetensors not found (stages 5-6 first)"; exit 1; }
+    for s in $test_sets; do
+      dec="$model/$inference_tag/$s"
+      if [ -f "$dec/.done" ] && [ "$force" = false ]; then log "stage 7: $dec is decoded, skipping"; continue; fi
+      log "stage 7: decoding $dumpdir/$s with $model -> $dec/"
+      n=$(wc -l < "$dumpdir/$s/$data_name"); jobs=$(( nj < n ? nj : n ))
+      mkdir -p "$dec/logdir"
+      split=(); for j in $(seq "$jobs"); do split+=("$dec/logdir/keys.$j.scp"); done
+      utils/split_scp.sh "$dumpdir/$s/$data_name" "${split[@]}"
+      inf_opts=(); [ -n "$inference_config" ] && inf_opts=(--config "$inference_config")
+      # a job exits 1 when some of its utterances failed; they are listed in its failed file
+      $decode_cmd JOB=1:"$jobs" "$dec/logdir/asr_inference.JOB.log" \
+        python -m cald_asr.bin.asr_inference --asr_train_config "$model" "${inf_opts[@]}" \
+          --data_path_and_name_and_type "$dumpdir/$s/$data_name,speech,$data_type" \
+          --key_file "$dec/logdir/keys.JOB.scp" --output_dir "$dec/logdir/output.JOB" --ngpu "$ngpu" \
+        || log "stage 7: some utterances of $s failed to decode, see $dec/failed"
+      python -m cald_asr.bin.merge_decodes --output_dir "$dec" "$dec"/logdir/output.*
+      touch "$dec/.done"
+    done
+  done
+fi
+
+if run_stage 8; then
+  log "stage 8: scoring and RESULTS.md"
+  python -m cald_asr.bin.make_results --models "$models" --test_sets "$test_sets" --decode_tag "$inference_tag" \
+    --data_dir "$dumpdir" --commands "$expdir/commands.txt" --output "$results_file"
+fi
 
 log "done in ${SECONDS}s"

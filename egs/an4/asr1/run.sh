@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # CMU AN4 from its 13-dim MFCC files: a Conformer CTC teacher trained from scratch -> BiMamba2 student.
 set -euo pipefail
+# what RESULTS.md quotes as the command that produced it
+export RECIPE_CMD="./run.sh $*"
 ./asr.sh \
   --train_set train_nodev \
   --valid_set train_dev \
@@ -9,4 +11,8 @@ set -euo pipefail
   --token_type bpe \
   --nbpe 30 \
   --teacher_config conf/teacher_conformer.yaml \
+  --train_config conf/train_teacher.yaml \
+  --student_config conf/train_student.yaml \
+  --cald_configs "../../../conf/cald/target.yaml" \
+  --mixer_config conf/bimamba2_d144.yaml \
   "$@"

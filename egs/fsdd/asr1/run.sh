@@ -3,6 +3,8 @@
 # Everything after the recipe's own options can be overridden: ./run.sh --stage 3 --nj 4
 # All five strategies: ./run.sh --stage 6 --cald_configs "$(echo ../../../conf/cald/*.yaml)"
 set -euo pipefail
+# what RESULTS.md quotes as the command that produced it
+export RECIPE_CMD="./run.sh $*"
 ./asr.sh \
   --train_set train \
   --valid_set dev \

@@ -1,0 +1,297 @@
+"""Decode a Kaldi-style scp with a CTC model, ESPnet's asr_inference.py command line and output layout.
+
+    asr_inference.py --asr_train_config exp/asr_teacher/best/config.yaml \\
+        --data_path_and_name_and_type dump/test/wav.scp,speech,sound \\
+        --output_dir exp/asr_teacher/decode_best/test [--key_file part.1.scp] [--beam_size 4 --nbest 2]
+
+Features instead of audio: --data_path_and_name_and_type dump/test/feats.scp,speech,kaldi_ark.
+--asr_train_config may also be the model directory; --asr_model_file defaults to model.safetensors
+beside the config. A YAML --config sets any of these options (command line wins).
+
+Outputs, Kaldi key-value files sorted by utterance, each written atomically:
+    <output_dir>/1best_recog/{text,token,token_int,score}   (and 2best_recog/ ... for --nbest > 1)
+    <output_dir>/failed     'utt reason' per utterance that could not be decoded (empty if none)
+    <output_dir>/rtf        utterances, failed, audio_seconds, decode_seconds, rtf
+score is log P(hypothesis | audio) under the CTC model. decode_seconds counts the model and the search,
+not file reading; rtf = decode_seconds / audio_seconds.
+
+Sample rates: audio must already be at the model's rate (16 kHz for Whisper and Wav2Vec2 models),
+as recipe stage 2 writes it; a file at another rate is reported as failed, because it usually means
+the wrong dump dir was given. --resample true converts such files instead.
+
+Broken input (missing, unreadable, empty, too short, wrong rate or feature dimension) is reported by
+utterance id on stderr and in <output_dir>/failed; every other utterance is decoded and written.
+Exit status: 0 all decoded, 1 some utterances failed, 2 nothing could be attempted (bad model, bad
+scp, bad options). Recipes split an scp (utils/split_scp.sh) and run one job per part via --key_file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+from tqdm import tqdm
+
+from cald_asr.data.audio import AudioError, is_pipe, load_audio
+from cald_asr.data.features import FeatureError, load_feats
+from cald_asr.data.kaldi_dir import DataDirError, iter_kv_lines, read_kv, write_kv
+from cald_asr.inference import LONG_AUDIO_MODES, Hypothesis, InputError, Speech2Text
+from cald_asr.models.model_file import ModelFileError
+from cald_asr.text.token_list import TokenListError
+
+SOUND, KALDI_ARK = "sound", "kaldi_ark"
+PROG = "asr_inference"
+
+
+class SetupError(Exception):
+    """Nothing can be decoded: bad options, model or scp."""
+
+
+def str2bool(value: str) -> bool:
+    v = str(value).strip().lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr_inference.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+
+    def add(name, **kw):  # both --some_option and --some-option, as ESPnet/Kaldi users type either
+        names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        p.add_argument(*names, **kw)
+
+    add("config", default=None, help="YAML file of option values (e.g. conf/decode.yaml)")
+    add("asr_train_config", default=None, help="(required) model config.yaml, or the model directory")
+    add("asr_model_file", default=None, help="model.safetensors (default: beside the config)")
+    add("bpemodel", default=None, help="sentencepiece model for bpe token lists (default: the config's)")
+    add("data_path_and_name_and_type", action="append", default=None,
+        help="(required) SCP,speech,sound (wav.scp) or SCP,speech,kaldi_ark (feats.scp)")
+    add("key_file", default=None, help="decode only the utterances listed (first column) in this file")
+    add("output_dir", default=None, help="(required)")
+    add("batch_size", type=int, default=1, help="utterances (or windows) per model call, batched by length")
+    add("beam_size", type=int, default=1, help="1: greedy CTC; >1: CTC prefix beam search")
+    add("nbest", type=int, default=1, help="hypotheses written per utterance (<= beam_size)")
+    add("ngpu", type=int, default=0, help="0: CPU; 1: the first CUDA device")
+    add("ctc_weight", type=float, default=1.0, help="accepted for ESPnet compatibility; models here are CTC-only (1.0)")
+    add("long_audio", choices=LONG_AUDIO_MODES, default="auto",
+        help="auto: one pass for linear-time students, windows for attention models longer than --window_sec")
+    add("window_sec", type=float, default=30.0, help="window length for windowed decoding")
+    add("overlap_sec", type=float, default=5.0, help="overlap between consecutive windows")
+    add("resample", type=str2bool, default=False,
+        help="true: resample audio at another rate to the model's; false: report such files as failed")
+    add("frame_shift_ms", type=float, default=10.0, help="frame shift of kaldi_ark features (seconds, windows)")
+    add("log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = get_parser()
+    args = p.parse_args(argv)
+    if args.config:
+        try:
+            conf = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            p.error(f"--config {args.config}: {e}")
+        if not isinstance(conf, dict):
+            p.error(f"--config {args.config}: expected a mapping of option names to values")
+        known = {a.dest for a in p._actions}
+        conf = {str(k).replace("-", "_"): v for k, v in conf.items()}
+        unknown = sorted(set(conf) - known)
+        if unknown:
+            p.error(f"--config {args.config}: unknown option(s) {unknown}")
+        data = conf.pop("data_path_and_name_and_type", None)
+        p.set_defaults(**conf)
+        args = p.parse_args(argv)  # the command line overrides the file
+        if args.data_path_and_name_and_type is None and data is not None:
+            args.data_path_and_name_and_type = [data] if isinstance(data, str) else list(data)
+    missing = [f"--{k}" for k in ("asr_train_config", "data_path_and_name_and_type", "output_dir")
+               if not getattr(args, k)]
+    if missing:
+        p.error(f"the following arguments are required: {', '.join(missing)}")
+    return args
+
+
+def speech_input(specs: List[str]) -> Tuple[Path, str]:
+    found = []
+    for spec in specs:
+        parts = spec.rsplit(",", 2)
+        if len(parts) != 3:
+            raise SetupError(f"--data_path_and_name_and_type {spec!r}: expected PATH,NAME,TYPE")
+        path, name, kind = parts
+        if kind not in (SOUND, KALDI_ARK):
+            raise SetupError(f"--data_path_and_name_and_type {spec!r}: type must be {SOUND} or {KALDI_ARK}")
+        if name != "speech":
+            raise SetupError(f"--data_path_and_name_and_type {spec!r}: only the 'speech' input is read "
+                             "(CTC decoding needs no other)")
+        found.append((Path(path), kind))
+    if len(found) != 1:
+        raise SetupError(f"expected one speech input, got {len(found)}")
+    return found[0]
+
+
+def select_keys(entries: Dict[str, str], key_file: Optional[str]) -> List[str]:
+    if key_file is None:
+        return list(entries)
+    return list(dict.fromkeys(k for _, k, _ in iter_kv_lines(key_file, allow_empty_value=True)))
+
+
+def known_lengths(scp: Path, keys: List[str], entries: Dict[str, str], kind: str) -> Dict[str, int]:
+    """Input lengths for sorting into batches: utt2num_samples/utt2num_frames beside the scp (what
+    stage 2 writes), else the audio header; 0 where unknown (pipes, features without the file)."""
+    table_path = scp.parent / ("utt2num_samples" if kind == SOUND else "utt2num_frames")
+    table: Dict[str, str] = {}
+    if table_path.is_file():
+        try:
+            table = read_kv(table_path)
+        except DataDirError:
+            table = {}
+    out = {}
+    for k in keys:
+        v = table.get(k, "")
+        if v.isdigit():
+            out[k] = int(v)
+        elif kind == SOUND and k in entries and not is_pipe(entries[k]):
+            try:
+                out[k] = int(sf.info(entries[k]).frames)
+            except Exception:  # broken files are reported when they are read
+                out[k] = 0
+        else:
+            out[k] = 0
+    return out
+
+
+def load_input(s2t: Speech2Text, utt: str, spec: str, kind: str, resample: bool) -> np.ndarray:
+    """The prepared input of one utterance; raises InputError with the reason."""
+    if kind == SOUND:
+        try:
+            x, fs = load_audio(spec, target_fs=s2t.fs if resample else None)
+        except AudioError as e:
+            raise InputError(str(e)) from None
+        if fs != s2t.fs:
+            raise InputError(f"'{spec}': sample rate {fs} Hz, the model reads {s2t.fs} Hz "
+                             "(give the dump dir at the model's rate, or --resample true)")
+    else:
+        try:
+            x = load_feats(utt, spec)
+        except FeatureError as e:
+            raise InputError(str(e)) from None
+    return s2t.prepare(x)
+
+
+def write_results(out_dir: Path, results: Dict[str, List[Hypothesis]], nbest: int) -> None:
+    for n in range(1, nbest + 1):
+        d = out_dir / f"{n}best_recog"
+        have = {k: h[n - 1] for k, h in results.items() if len(h) >= n}
+        write_kv(d / "text", {k: h.text for k, h in have.items()})
+        write_kv(d / "token", {k: " ".join(h.tokens) for k, h in have.items()})
+        write_kv(d / "token_int", {k: " ".join(map(str, h.token_ids)) for k, h in have.items()})
+        write_kv(d / "score", {k: f"{h.score:.6f}" for k, h in have.items()})
+
+
+def decode(args: argparse.Namespace, log: logging.Logger) -> int:
+    scp, kind = speech_input(args.data_path_and_name_and_type)
+    if args.ctc_weight != 1.0:
+        raise SetupError(f"--ctc_weight {args.ctc_weight}: these models have only a CTC branch (use 1.0)")
+    if args.ngpu > 0 and not torch.cuda.is_available():
+        raise SetupError(f"--ngpu {args.ngpu}: no CUDA device is available")
+    device = "cuda" if args.ngpu > 0 else "cpu"
+    try:
+        s2t = Speech2Text(args.asr_train_config, args.asr_model_file, device=device, beam_size=args.beam_size,
+                          nbest=args.nbest, long_audio=args.long_audio, window_sec=args.window_sec,
+                          overlap_sec=args.overlap_sec, frame_shift_ms=args.frame_shift_ms, bpemodel=args.bpemodel)
+    except (ModelFileError, TokenListError, ValueError, OSError) as e:
+        raise SetupError(str(e)) from None
+    want = SOUND if s2t.input_kind == "wav" else KALDI_ARK
+    if kind != want:
+        raise SetupError(f"{args.asr_train_config} reads {'audio' if want == SOUND else 'features'}: "
+                         f"give --data_path_and_name_and_type <scp>,speech,{want}, not {kind}")
+    try:
+        entries = read_kv(scp)
+        keys = select_keys(entries, args.key_file)
+    except (DataDirError, OSError) as e:
+        raise SetupError(str(e)) from None
+
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed: Dict[str, str] = {}
+    results: Dict[str, List[Hypothesis]] = {}
+
+    def fail(utt: str, reason: str) -> None:
+        failed[utt] = " ".join(reason.split())
+        tqdm.write(f"{PROG}: utterance '{utt}' failed: {failed[utt]}", file=sys.stderr)
+
+    for k in keys:
+        if k not in entries:
+            fail(k, f"no entry in {scp}")
+    todo = [k for k in keys if k in entries]
+    lengths = known_lengths(scp, todo, entries, kind)
+    todo.sort(key=lambda k: -lengths[k])
+    audio_sec = decode_sec = 0.0
+    bs = max(1, args.batch_size)
+    with tqdm(total=len(todo), unit="utt", desc=PROG, file=sys.stderr) as bar:
+        for b in range(0, len(todo), bs):
+            batch = []
+            for k in todo[b: b + bs]:
+                try:
+                    batch.append((k, load_input(s2t, k, entries[k], kind, args.resample)))
+                except InputError as e:
+                    fail(k, str(e))
+            t0 = time.perf_counter()
+            try:
+                hyps = s2t.decode_batch([x for _, x in batch], batch_size=bs)
+            except (RuntimeError, ValueError):
+                # one bad utterance must not lose the batch: retry alone to find which one fails
+                hyps = []
+                for k, x in batch:
+                    try:
+                        hyps.append(s2t(x))
+                    except (RuntimeError, ValueError) as e:
+                        fail(k, f"decoding failed: {type(e).__name__}: {e}")
+                        hyps.append(None)
+            decode_sec += time.perf_counter() - t0
+            for (k, x), h in zip(batch, hyps):
+                if h is not None:
+                    results[k] = h
+                    audio_sec += s2t.seconds(x)
+            bar.update(len(todo[b: b + bs]))
+
+    write_results(out_dir, results, args.nbest)
+    write_kv(out_dir / "failed", failed)
+    rtf = decode_sec / audio_sec if audio_sec > 0 else float("nan")
+    write_kv(out_dir / "rtf", {"utterances": len(results), "failed": len(failed),
+                               "audio_seconds": f"{audio_sec:.3f}", "decode_seconds": f"{decode_sec:.3f}",
+                               "rtf": f"{rtf:.5f}"}, sort=False)
+    summary = (f"{PROG}: decoded {len(results)} of {len(keys)} utterance(s), {len(failed)} failed; "
+               f"{audio_sec:.1f} s of audio in {decode_sec:.1f} s (RTF {rtf:.4f}) -> {out_dir}")
+    log.info(summary)
+    if failed:
+        log.error(f"{PROG}: {len(failed)} utterance(s) failed, listed in {out_dir / 'failed'}")
+        return 1
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s) %(levelname)s %(message)s")
+    log = logging.getLogger(PROG)
+    try:
+        return decode(args, log)
+    except SetupError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
