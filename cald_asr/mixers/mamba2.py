@@ -13,7 +13,8 @@ from torch import Tensor
 
 from .conv import causal_depthwise_conv
 from .kernels import ssd_kernel, want_kernels
-from .masking import check_lengths, reverse_index, valid_mask
+from .mamba2_layer import conf_of, mixer_params, run_layer
+from .masking import check_lengths, reverse_index, reverse_time, valid_mask
 from .ssd import DEFAULT_CHUNK, ssd_scan
 
 
@@ -134,9 +135,36 @@ def cat_bias(layers: Sequence[nn.Module]) -> Optional[Tensor]:
 def mamba2_directions(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor,
                       lengths: Optional[Tensor]) -> Tensor:
     """Run K same-shaped Mamba2 mixers on x at once and sum their outputs; mixer k reads each
-    sequence reversed within its valid length when reverse[k]. The K mixers become one wide Mamba2
-    with K*heads heads and K*groups groups (the SSD grouping keeps each mixer's heads on its own
-    B, C), so the whole bidirectional layer costs one projection, one conv and one scan."""
+    sequence reversed within its valid length when reverse[k]. The K mixers run as one hand-written
+    autograd node over blocks of time (mamba2_layer); with mamba-ssm's kernels, as one wide Mamba2
+    through them (mamba2_directions_wide)."""
+    if want_kernels(mods[0].use_kernels, x):
+        return mamba2_directions_wide(mods, reverse, x, lengths, use_kernels=True)
+    b, T, _ = x.shape
+    lengths = check_lengths(lengths, b, T)
+    mask = valid_mask(lengths, T, x.device)
+    if mask is not None:
+        # padding is read by nothing valid (it comes after each row's frames in both directions);
+        # zeroing it keeps inf/nan there from reaching the chunked matmuls as 0 * inf
+        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+    inputs = [reverse_time(x, lengths) if r else x for r in reverse]
+    X = torch.stack(inputs) if len(inputs) > 1 else inputs[0].unsqueeze(0)
+    Y = run_layer(X, conf_of(mods[0]), [p for m in mods for p in mixer_params(m)])
+    out = None
+    for yk, r in zip(Y.unbind(0), reverse):  # unbind: one backward node, no zero-filled grads
+        yk = reverse_time(yk, lengths) if r else yk
+        out = yk if out is None else out + yk
+    if mask is not None:
+        out = out.masked_fill(~mask.unsqueeze(-1), 0.0)
+    return out
+
+
+def mamba2_directions_wide(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor,
+                           lengths: Optional[Tensor], use_kernels: bool) -> Tensor:
+    """Same result as mamba2_directions, composed of autograd-tracked tensor ops: the K mixers
+    become one wide Mamba2 with K*heads heads and K*groups groups (the SSD grouping keeps each
+    mixer's heads on its own B, C), time-reversed inputs gathered. The path for mamba-ssm's
+    kernels, and the reference the hand-written layer is tested against."""
     m0 = mods[0]
     K = len(mods)
     b, T, _ = x.shape
@@ -171,7 +199,7 @@ def mamba2_directions(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor
     dt_bias = cat(m.dt_bias for m in mods)
     A = -torch.exp(cat(m.A_log for m in mods))
     D = cat(m.D for m in mods)
-    if want_kernels(m0.use_kernels, x):
+    if use_kernels:
         y = ssd_kernel(xs, dt_raw, A, Bm, Cm, m0.chunk_size, D, dt_bias)
     else:
         dt = F.softplus(dt_raw + dt_bias)

@@ -44,3 +44,24 @@ def gather_time(x: Tensor, index: Tensor) -> Tensor:
     """x (batch, time, *feat) gathered along time by a (batch, time) index."""
     shape = index.shape + (1,) * (x.dim() - 2)
     return x.gather(1, index.view(shape).expand_as(x))
+
+
+def reverse_time(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
+    """x (batch, time, *feat) with frames [0, len) of each row reversed, padding left in place.
+    The reversal is a permutation that is its own inverse, so its backward is the same gather
+    (autograd's gather backward would be a slower scatter_add)."""
+    if lengths is None:
+        return x.flip(1)
+    return _Reverse.apply(x, reverse_index(lengths, x.shape[0], x.shape[1], x.device))
+
+
+class _Reverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.save_for_backward(index)
+        return gather_time(x, index)
+
+    @staticmethod
+    def backward(ctx, g):
+        (index,) = ctx.saved_tensors
+        return gather_time(g, index), None
