@@ -176,8 +176,9 @@ if run_stage 7; then
       split=(); for j in $(seq "$jobs"); do split+=("$dec/logdir/keys.$j.scp"); done
       utils/split_scp.sh "$dumpdir/$s/$data_name" "${split[@]}"
       inf_opts=(); [ -n "$inference_config" ] && inf_opts=(--config "$inference_config")
-      # a job exits 1 when some of its utterances failed; they are listed in its failed file
-      $decode_cmd JOB=1:"$jobs" "$dec/logdir/asr_inference.JOB.log" \
+      # a job exits 1 when some of its utterances failed; they are listed in its failed file.
+      # Parallel jobs share the cores: each gets its share of threads, not all of them.
+      OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )) $decode_cmd JOB=1:"$jobs" "$dec/logdir/asr_inference.JOB.log" \
         python -m cald_asr.bin.asr_inference --asr_train_config "$model" "${inf_opts[@]}" \
           --data_path_and_name_and_type "$dumpdir/$s/$data_name,speech,$data_type" \
           --key_file "$dec/logdir/keys.JOB.scp" --output_dir "$dec/logdir/output.JOB" --ngpu "$ngpu" \
