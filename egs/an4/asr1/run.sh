@@ -2,7 +2,7 @@
 # CMU AN4 from its 13-dim MFCC files: a Conformer CTC teacher trained from scratch -> BiMamba2 student.
 set -euo pipefail
 # what RESULTS.md quotes as the command that produced it
-export RECIPE_CMD="./run.sh $(printf '%q ' "$@")"
+export RECIPE_CMD="./run.sh${*:+ $(printf '%q ' "$@")}"
 ./asr.sh \
   --train_set train_nodev \
   --valid_set train_dev \

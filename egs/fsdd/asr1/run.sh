@@ -4,7 +4,7 @@
 # All five strategies: ./run.sh --stage 6 --cald_configs "$(echo ../../../conf/cald/*.yaml)"
 set -euo pipefail
 # what RESULTS.md quotes as the command that produced it
-export RECIPE_CMD="./run.sh $(printf '%q ' "$@")"
+export RECIPE_CMD="./run.sh${*:+ $(printf '%q ' "$@")}"
 ./asr.sh \
   --train_set train \
   --valid_set dev \

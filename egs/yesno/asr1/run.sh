@@ -2,7 +2,7 @@
 # yesno (60 files, one speaker): the smoke-test recipe; runs in a few minutes.
 set -euo pipefail
 # what RESULTS.md quotes as the command that produced it
-export RECIPE_CMD="./run.sh $(printf '%q ' "$@")"
+export RECIPE_CMD="./run.sh${*:+ $(printf '%q ' "$@")}"
 ./asr.sh \
   --train_set train_nodev \
   --valid_set train_dev \
