@@ -46,37 +46,33 @@ def _gbmm(a: Tensor, b: Tensor, tb: bool = False) -> Tensor:
 
 
 def _recurrence(out: Tensor, decay: Tensor, h0: Optional[Tensor], A: Tensor, Bm: Tensor, r: int, P: int,
-                reverse: bool = False, dot_with: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+                reverse: bool = False) -> Tensor:
     """Chunk-state recurrence, one chunk at a time: h_next = decay_j h_j + A_j^T @ B_j, with out
     (c,S,G,rP,N), decay (S,c,G,r,1,1), A (c,S,L,G,rP), Bm (c,S,L,G,N).
     Forward: out[j] = h_j, the state entering chunk j, from h_0 = h0 (zero if None); returns h_c.
     Reverse (the adjoint): out[j] = g_{j+1}, from g_c = h0; g_j = decay_j g_{j+1} + A_j^T @ B_j;
-    returns g_0. dot_with = (V, res): res[j] (S,H) = per-head <out[j], V[j]>, taken while out[j]
-    is in cache."""
+    returns g_0. Every per-chunk view is made before the loop (indexing costs more than the
+    work here): the loop body is one multiply and one matmul per group."""
     c, S, G, _, N = out.shape
-    if dot_with is not None:
-        H = G * r
-        vs, res = dot_with[0].view(c, S, H, -1).unbind(0), dot_with[1].unbind(0)
-        flat = out.view(c, S, H, -1).unbind(0)
-    o6 = out.view(c, S, G, r, P, N).unbind(0)
-    dec = decay.unbind(1)
-    Ag = [A[:, :, :, g].unbind(0) for g in range(G)]  # per chunk (S, L, rP)
-    Bg = [Bm[:, :, :, g].unbind(0) for g in range(G)]  # per chunk (S, L, N)
-    first = c - 1 if reverse else 0
+    order = list(range(c - 1, -1, -1)) if reverse else list(range(c))
     if h0 is None:
-        o6[first].zero_()
+        out[order[0]].zero_()
     else:
-        o6[first].copy_(h0.reshape(S, G, r, P, N))
-    nxt = o6[first]
-    for j in (range(c - 1, -1, -1) if reverse else range(c)):
-        if dot_with is not None:
-            torch.linalg.vecdot(flat[j], vs[j], out=res[j])
-        k = j - 1 if reverse else j + 1
-        nxt = o6[k] if 0 <= k < c else out.new_empty(S, G, r, P, N)
-        torch.mul(o6[j], dec[j], out=nxt)
+        out[order[0]].copy_(h0.reshape(S, G, r * P, N))
+    last = out.new_empty(S, G, r * P, N)  # written by the loop's final step
+    src = out.unbind(0)
+    dst = [src[j - 1] if reverse else src[j + 1] for j in order[:-1]] + [last]
+    src6 = [t.view(S, G, r, P, N) for t in src]
+    dst6 = [t.view(S, G, r, P, N) for t in dst]
+    dstg = [[t[:, g] for t in dst] for g in range(G)]  # (S, rP, N), contiguous for one group
+    dec = decay.unbind(1)
+    Ag = [A[:, :, :, g].transpose(-1, -2).unbind(0) for g in range(G)]  # per chunk (S, rP, L)
+    Bg = [Bm[:, :, :, g].unbind(0) for g in range(G)]  # per chunk (S, L, N)
+    for i, j in enumerate(order):
+        torch.mul(src6[j], dec[j], out=dst6[i])
         for g in range(G):
-            nxt[:, g].view(S, r * P, N).baddbmm_(Ag[g][j].transpose(1, 2), Bg[g][j])
-    return nxt
+            dstg[g][i].baddbmm_(Ag[g][j], Bg[g][j])
+    return last
 
 
 def _time_major(t: Tensor, Q: int, L: int, H: int, P: int) -> Tensor:
@@ -194,10 +190,9 @@ def chunk_backward(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Op
               out=dYo.view(c, S, L, G, r, P))
     decay = cum[:, -1, :].exp().view(S, c, H)
     dS = x.new_empty(c, S, G, r * P, N)
-    dlam = x.new_empty(c, S, H)
-    dinit = _recurrence(dS, decay.view(S, c, G, r, 1, 1), dfinal, dYo, Cc, r, P, reverse=True,
-                        dot_with=(prev, dlam))
+    dinit = _recurrence(dS, decay.view(S, c, G, r, 1, 1), dfinal, dYo, Cc, r, P, reverse=True)
     dinit = dinit.view(S, H, P * N)
+    dlam = torch.linalg.vecdot(dS.view(c, S, H, P * N), prev.view(c, S, H, P * N))  # (c,S,H)
     dcum[:, -1, :] += (dlam.transpose(0, 1) * decay).reshape(Q, H)
     cs = c * S
     dS_g = dS.view(cs, G, r * P, N)
