@@ -15,7 +15,7 @@ from torch import Tensor
 from .conv import causal_depthwise_conv
 from .kernels import selective_scan_kernel, want_kernels
 from .mamba2 import cat_bias, init_dt_bias
-from .masking import check_lengths, reverse_index, valid_mask
+from .masking import check_lengths, none_if_full, reverse_index, valid_mask
 from .selective_scan import DEFAULT_BLOCK, selective_scan
 
 
@@ -109,7 +109,7 @@ def mamba_directions(mods: Sequence[Mamba], reverse: Sequence[bool], x: Tensor,
     m0 = mods[0]
     K = len(mods)
     b, T, _ = x.shape
-    lengths = check_lengths(lengths, b, T)
+    lengths = none_if_full(check_lengths(lengths, b, T), T)
     mask = valid_mask(lengths, T, x.device)
     if mask is not None:
         x = x.masked_fill(~mask.unsqueeze(-1), 0.0)  # keeps inf/nan in padding out of the products

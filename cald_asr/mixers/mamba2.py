@@ -14,7 +14,7 @@ from torch import Tensor
 from .conv import causal_depthwise_conv
 from .kernels import ssd_kernel, want_kernels
 from .mamba2_layer import conf_of, mixer_params, run_layer
-from .masking import check_lengths, reverse_index, reverse_time, valid_mask
+from .masking import check_lengths, none_if_full, reverse_index, reverse_time, valid_mask
 from .ssd import DEFAULT_CHUNK, ssd_scan
 
 
@@ -141,7 +141,7 @@ def mamba2_directions(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor
     if want_kernels(mods[0].use_kernels, x):
         return mamba2_directions_wide(mods, reverse, x, lengths, use_kernels=True)
     b, T, _ = x.shape
-    lengths = check_lengths(lengths, b, T)
+    lengths = none_if_full(check_lengths(lengths, b, T), T)
     mask = valid_mask(lengths, T, x.device)
     if mask is not None:
         # padding is read by nothing valid (it comes after each row's frames in both directions);

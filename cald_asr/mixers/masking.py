@@ -22,6 +22,14 @@ def check_lengths(lengths: Optional[Tensor], batch: int, time: int) -> Optional[
     return lengths
 
 
+def none_if_full(lengths: Optional[Tensor], time: int) -> Optional[Tensor]:
+    """None when every row is `time` long: a batch without padding (batch 1 at inference) then
+    takes the unmasked path, where reversal is a flip rather than a gather and nothing is masked."""
+    if lengths is not None and lengths.numel() and bool((lengths == time).all()):
+        return None
+    return lengths
+
+
 def valid_mask(lengths: Optional[Tensor], time: int, device=None) -> Optional[Tensor]:
     """(batch, time) bool mask, True on valid frames; None when every frame is valid."""
     if lengths is None:

@@ -43,7 +43,8 @@ class MultiHeadSelfAttention(nn.Module):
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         valid = None
         attn_mask = None
-        if lengths is not None:
+        # without padding (batch 1 at inference) no mask: SDPA's fused kernel then runs unmasked
+        if lengths is not None and not bool((lengths == T).all()):
             valid = length_mask(lengths.to(x.device), T)
             # Only keys are masked: a padded query still sees the valid keys, so no row is all -inf (no NaN).
             attn_mask = valid[:, None, None, :]

@@ -46,3 +46,22 @@ def test_wraps_any_mixer_with_different_configs():
     torch.testing.assert_close(m(x), m.fwd(x) + m.bwd(x.flip(1)).flip(1))
     lin = Bidirectional(Linformer(16, 2, 20, 8), Linformer(16, 2, 20, 8))
     assert lin(torch.randn(2, 11, 16), torch.tensor([11, 4])).shape == (2, 11, 16)
+
+
+@pytest.mark.parametrize("cls,conf", [(BiMamba2, dict(d_state=8, headdim=8, chunk_size=8)),
+                                      (BiMamba, dict(d_state=4, block_size=8))], ids=["bimamba2", "bimamba"])
+def test_lengths_without_padding_take_the_unmasked_path(cls, conf):
+    # a batch whose rows are all full length (batch 1 at inference) must give what lengths=None gives,
+    # forward and gradients, while a padded row still keeps its padding at zero
+    torch.manual_seed(3)
+    m = cls(16, **conf).double()
+    x = torch.randn(2, 19, 16, dtype=torch.float64, requires_grad=True)
+    full = m(x, torch.tensor([19, 19]))
+    none = m(x, None)
+    torch.testing.assert_close(full, none, rtol=0, atol=0)
+    g_full = torch.autograd.grad(full.square().sum(), x)[0]
+    g_none = torch.autograd.grad(m(x, None).square().sum(), x)[0]
+    torch.testing.assert_close(g_full, g_none, rtol=0, atol=0)
+    padded = m(x, torch.tensor([19, 7]))
+    assert (padded[1, 7:] == 0).all()
+    torch.testing.assert_close(padded[0], none[0], rtol=1e-10, atol=1e-10)

@@ -154,24 +154,35 @@ class WhisperEncoder(nn.Module):
         if bool((feat_lengths > T).any()):
             raise ValueError(f"feat_lengths {feat_lengths.tolist()} exceed the padded length {T}")
 
+        # masks only where a row is padded: a batch without padding (batch 1 at inference) skips
+        # the whole-sequence masked_fill copies, which cost several % of a long recording's encoding
+        padded = bool((feat_lengths < T).any())
         in_valid = length_mask(feat_lengths, T)[:, None, :]  # (B, 1, T)
-        x = feats.transpose(1, 2).masked_fill(~in_valid, 0.0)
-        x = self.act(self.conv1(x)).masked_fill(~in_valid, 0.0)
+
+        def keep_in(t: torch.Tensor) -> torch.Tensor:
+            return t.masked_fill(~in_valid, 0.0) if padded else t
+
+        x = keep_in(feats.transpose(1, 2))
+        x = keep_in(self.act(self.conv1(x)))
         x = self.act(self.conv2(x))
         out_lengths = self.output_lengths(feat_lengths)
         T2 = x.shape[-1]
         valid = length_mask(out_lengths, T2)[..., None]  # (B, T', 1)
-        x = x.transpose(1, 2).masked_fill(~valid, 0.0)
+
+        def keep(t: torch.Tensor) -> torch.Tensor:
+            return t.masked_fill(~valid, 0.0) if padded else t
+
+        x = keep(x.transpose(1, 2))
         x = self.dropout(x + self.positions(T2).to(x.dtype))
 
         hidden_states: List[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
-            x = layer(x, out_lengths).masked_fill(~valid, 0.0)
+            x = keep(layer(x, out_lengths))
             if i == len(self.layers) - 1:
-                x = self.layer_norm(x).masked_fill(~valid, 0.0)
+                x = keep(self.layer_norm(x))
             hidden_states.append(x)
         if not self.layers:
-            x = self.layer_norm(x).masked_fill(~valid, 0.0)
+            x = keep(self.layer_norm(x))
         return EncoderOutput(out=x, out_lengths=out_lengths, hidden_states=hidden_states)
 
     # ----------------------------------------------------------------------------------- loaders
