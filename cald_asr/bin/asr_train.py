@@ -9,6 +9,9 @@ CALD: the student is the model named by the strategy's start point, converted by
         --pretrained_model exp/teacher/init --finetuned_model exp/teacher/best --snapshot_dir exp/teacher/snapshots \
         --train_data dump/train --valid_data dump/dev --output_dir exp/cald_target_bimamba2
 
+Text classification (a text_cls model, `python -m cald_asr.bin.cls_train`) takes the same options; its
+data dirs hold the token ids of stage 2 (see cald_asr.data.text_dataset) instead of audio.
+
 Any config key can be overridden: --max_steps 200 --optim_conf.lr 5e-4. --resume continues a killed run
 exactly. --nproc N (CPU, gloo) or --ngpu N starts N processes under torchrun (DistributedDataParallel);
 for several nodes run torchrun yourself with its own arguments around `-m cald_asr.bin.asr_train`.
@@ -29,6 +32,7 @@ import yaml
 
 from cald_asr.convert import convert_model
 from cald_asr.data.dataset import ASRDataset
+from cald_asr.data.text_dataset import TextDataset
 from cald_asr.distill.guides import (STRATEGIES, STUDENT_INIT, Guide, HybridGuide, TargetGuide, TrajectoryGuide,
                                      WaypointGuide)
 from cald_asr.models.model_file import load_model
@@ -39,10 +43,10 @@ from cald_asr.train.distributed import init_distributed
 from cald_asr.train.trainer import DEFAULTS, set_seed, task_loss_sum, train
 
 
-def get_parser() -> argparse.ArgumentParser:
+def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
     # allow_abbrev=False: config overrides pass through unparsed, and "--mixer X" must not become --mixer_config
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
     p.add_argument("--config", required=True, help="training YAML (flat, ESPnet style)")
     p.add_argument("--cald_config", default=None, help="CALD YAML (strategy, loss weights); omit for Std.")
     p.add_argument("--mixer_config", default=None, help="YAML with mixer: and mixer_conf: (CALD student)")
@@ -122,7 +126,18 @@ def build_models(cfg, args):
     return student, fields, guide
 
 
-def relaunch_under_torchrun(argv: List[str], nproc: int) -> int:
+def build_datasets(fields, args, model):
+    """-> (train set, valid set, tokenizer for ASR validation or None), by the model's kind."""
+    if fields.get("model") == "text_cls":
+        max_length = int(getattr(model.encoder, "max_length", 512))
+        return (TextDataset(args.train_data, fields["labels"], max_length=max_length),
+                TextDataset(args.valid_data, fields["labels"], max_length=max_length), None)
+    token_list = TokenList(fields["token_list"])
+    tokenizer = build_tokenizer(fields.get("token_type", "char"), token_list, fields.get("bpemodel"))
+    return ASRDataset(args.train_data, tokenizer), ASRDataset(args.valid_data, tokenizer), tokenizer
+
+
+def relaunch_under_torchrun(argv: List[str], nproc: int, prog: str = "asr_train") -> int:
     rest, skip = [], False
     for i, a in enumerate(argv):
         if skip:
@@ -135,20 +150,20 @@ def relaunch_under_torchrun(argv: List[str], nproc: int) -> int:
             continue
         rest.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "cald_asr.bin.asr_train", *rest]
-    print("asr_train: " + " ".join(cmd), flush=True)
+           "-m", f"cald_asr.bin.{prog}", *rest]
+    print(f"{prog}: " + " ".join(cmd), flush=True)
     return subprocess.call(cmd)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, prog: str = "asr_train", doc: str = __doc__) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, overrides = get_parser().parse_known_args(argv)
+    args, overrides = get_parser(doc).parse_known_args(argv)
     nproc = args.ngpu or args.nproc
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return relaunch_under_torchrun(argv, nproc)
+        return relaunch_under_torchrun(argv, nproc, prog)
     out = Path(args.output_dir)
     if (out / ".done").is_file() and not args.force:
-        print(f"asr_train: {out} holds a finished run, skipping (--force to retrain)")
+        print(f"{prog}: {out} holds a finished run, skipping (--force to retrain)")
         return 0
     try:
         cfg = build_config(args, overrides)
@@ -157,12 +172,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.ngpu and not torch.cuda.is_available():
             raise ConfigError(f"--ngpu {args.ngpu} but torch sees no CUDA device (use --nproc N on CPU)")
         device = torch.device(f"cuda:{info.local_rank}") if args.ngpu else torch.device("cpu")
-        token_list = TokenList(fields["token_list"])
-        tokenizer = build_tokenizer(fields.get("token_type", "char"), token_list, fields.get("bpemodel"))
-        train_set = ASRDataset(args.train_data, tokenizer)
-        valid_set = ASRDataset(args.valid_data, tokenizer)
+        train_set, valid_set, tokenizer = build_datasets(fields, args, model)
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"asr_train: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)
     if info.is_main:
@@ -171,7 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         train(cfg, model, train_set, valid_set, tokenizer, out, fields, guide, resume=args.resume, info=info,
               device=device)
     except CheckpointError as e:
-        print(f"asr_train: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     return 0
 

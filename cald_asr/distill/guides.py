@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -34,10 +34,18 @@ STUDENT_INIT = {"unguided": "pretrained", "target": "finetuned", "trajectory": "
                 "waypoint": "pretrained", "hybrid": "finetuned"}
 
 
+def model_inputs(batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """What a model of the batch's task reads: (speech, speech_lengths) for ASR, (input_ids,
+    input_lengths) for text; the trainer and every guide call models through this."""
+    if "input_ids" in batch:
+        return batch["input_ids"], batch["input_lengths"]
+    return batch["speech"], batch["speech_lengths"]
+
+
 def _teacher_forward(teacher: nn.Module, batch: Dict[str, Any], mode: str) -> ModelOutput:
     teacher.train(mode == "train")
     with torch.no_grad():
-        return teacher(batch["speech"], batch["speech_lengths"])
+        return teacher(*model_inputs(batch))
 
 
 class Guide:
@@ -69,7 +77,8 @@ class Guide:
 
 class TeacherCache:
     """Per-utterance teacher outputs (every layer's hidden state and the logits, float16) stored once on
-    disk and read back instead of re-running a fixed teacher every epoch."""
+    disk and read back instead of re-running a fixed teacher every epoch. Logits are per frame (B, T, V)
+    for ASR and per utterance (B, C) for a classifier; lengths are read back from the hidden states."""
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
@@ -82,20 +91,23 @@ class TeacherCache:
         utts = batch["utt_ids"]
         if not all(self._path(u).is_file() for u in utts):
             out = compute()
+            per_utt = out.logits.dim() == 2
             for b, u in enumerate(utts):
                 n = int(out.out_lengths[b])
                 item = {"hidden": torch.stack([h[b, :n] for h in out.hidden_states]).half(),
-                        "logits": out.logits[b, :n].half()}
+                        "logits": (out.logits[b] if per_utt else out.logits[b, :n]).half()}
                 tmp = self._path(u).with_suffix(".tmp")
                 torch.save(item, tmp)
                 tmp.replace(self._path(u))
             return out
-        items = [torch.load(self._path(u), map_location=batch["speech"].device, weights_only=True) for u in utts]
-        lengths = torch.tensor([it["logits"].shape[0] for it in items], device=batch["speech"].device)
+        device = model_inputs(batch)[0].device
+        items = [torch.load(self._path(u), map_location=device, weights_only=True) for u in utts]
+        lengths = torch.tensor([it["hidden"].shape[1] for it in items], device=device)
         T = int(lengths.max())
         pad = lambda x: nn.functional.pad(x.float(), (0, 0, 0, T - x.shape[-2]))  # noqa: E731
         hidden = torch.stack([pad(it["hidden"]) for it in items], dim=1)  # (L, B, T, D)
-        logits = torch.stack([pad(it["logits"]) for it in items])
+        per_utt = items[0]["logits"].dim() == 1
+        logits = torch.stack([it["logits"].float() if per_utt else pad(it["logits"]) for it in items])
         return ModelOutput(logits, lengths, list(hidden.unbind(0)))
 
 

@@ -6,7 +6,8 @@ L_layer: for every layer l, student and teacher outputs are each normalised by a
 parameters, compared by mean squared error over channels, averaged over valid frames, then over layers.
 L_logits: KL(teacher || student) of the per-frame output distributions at temperature tau, scaled by
 tau^2 (so its gradient keeps the magnitude of the tau = 1 term), summed over the vocabulary and averaged
-over valid frames.
+over valid frames. A classifier has one distribution per utterance (logits (B, C)): its KL is averaged
+over utterances instead, and the count returned is the number of utterances.
 """
 
 from __future__ import annotations
@@ -44,12 +45,15 @@ def layer_loss_sum(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tens
 
 def logits_kl_sum(student_logits: torch.Tensor, teacher_logits: torch.Tensor, lengths: torch.Tensor,
                   temperature: float = 2.0) -> Tuple[torch.Tensor, int]:
-    """(sum over valid frames of tau^2 * KL(p_teacher || p_student) at temperature tau, valid frames)."""
+    """(sum over valid frames of tau^2 * KL(p_teacher || p_student) at temperature tau, valid frames);
+    for per-utterance logits (B, C): (sum over utterances, utterances), lengths unused."""
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student logits {tuple(student_logits.shape)} != teacher {tuple(teacher_logits.shape)}")
     tau = float(temperature)
     log_p_s = F.log_softmax(student_logits.float() / tau, dim=-1)
     log_p_t = F.log_softmax(teacher_logits.float() / tau, dim=-1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)  # (B, T)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)  # (B, T), or (B,) per utterance
+    if student_logits.dim() == 2:
+        return kl.sum() * tau * tau, int(kl.shape[0])
     mask = _valid(lengths, student_logits.shape[1])
     return (kl * mask).sum() * tau * tau, int(lengths.sum())

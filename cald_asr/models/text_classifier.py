@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cald_asr.models.attention import length_mask
@@ -27,6 +28,10 @@ class TextClassifier(nn.Module):
         self.classifier = nn.Linear(encoder.d_model, num_classes)
         self.num_classes = num_classes
 
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Hidden states per input: one per token (the trainer normalises the layer loss by them)."""
+        return lengths
+
     def forward(self, input_ids: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> ModelOutput:
         if lengths is None:
             lengths = torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.long, device=input_ids.device)
@@ -37,3 +42,8 @@ class TextClassifier(nn.Module):
             mask = length_mask(enc.out_lengths, enc.out.shape[1]).unsqueeze(-1).to(enc.out.dtype)
             pooled = (enc.out * mask).sum(1) / enc.out_lengths.clamp(min=1).unsqueeze(-1).to(enc.out.dtype)
         return ModelOutput(self.classifier(self.dropout(pooled)), enc.out_lengths, enc.hidden_states)
+
+    @staticmethod
+    def ce_loss(out: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
+        """Per-example cross-entropy (B,); the caller sums and normalises."""
+        return F.cross_entropy(out.logits.float(), labels, reduction="none")

@@ -1,11 +1,18 @@
-"""The training loop shared by the Std. run (stage 5) and CALD (stage 6): plain functions in icefall's
-style: compute_loss, train_one_step, validate, train.
+"""The training loop shared by the Std. run (stage 5) and CALD (stage 6), for every task: plain functions
+in icefall's style: compute_loss, validate, train.
+
+The task is a property of the model, not a second loop (`task_of`): an ASRCTCModel is trained with CTC and
+validated by greedy-CTC WER; a TextClassifier with cross-entropy, validated by accuracy and macro-F1. Both
+read their inputs through `model_inputs(batch)` (speech or token ids, with lengths), and `best/` is the
+checkpoint with the lowest dev error (WER, or 100 - accuracy).
 
 Loss normalisation. An optimiser step covers `accum_grad` global batches, each split among the ranks. Its
-loss is  sum_utts(CTC) / N_utts  +  alpha_layer * sum_frames(L_layer) / N_frames
+loss is  sum_utts(task loss) / N_utts  +  alpha_layer * sum_frames(L_layer) / N_frames
 + alpha_logits * sum_frames(L_logits) / N_frames, with N counted over the whole step (all micro-batches,
 all ranks) before anything runs, so the weights mean the same whatever the batch size, accumulation or
-number of processes, and 2 processes give the gradient of 1 process on the same global batch.
+number of processes, and 2 processes give the gradient of 1 process on the same global batch. Frames are
+encoder frames for speech and tokens for text; a classifier's logits are one distribution per utterance,
+so its L_logits is summed over utterances and divided by N_utts.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import jiwer
 import numpy as np
@@ -27,10 +34,12 @@ from tqdm import tqdm
 from cald_asr.data.collate import pad_collate
 from cald_asr.data.sampler import LengthBucketBatchSampler
 from cald_asr.decode.ctc_greedy import ctc_greedy
-from cald_asr.distill.guides import Guide
+from cald_asr.distill.guides import Guide, model_inputs
 from cald_asr.distill.losses import layer_loss_sum, logits_kl_sum
 from cald_asr.models.asr_ctc import ASRCTCModel
 from cald_asr.models.model_file import save_model
+from cald_asr.models.text_classifier import TextClassifier
+from cald_asr.scoring.accuracy import accuracy, macro_f1
 from cald_asr.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cald_asr.train.distributed import DistInfo, all_true, barrier, shard
 from cald_asr.train.optim import build_optimizer, build_scheduler
@@ -80,6 +89,16 @@ class StepNorm:
     world: int
 
 
+@dataclass(frozen=True)
+class Task:
+    loss_name: str  # the task term in logs and stats
+    metric: str     # the dev error that selects best/ (lower is better)
+
+
+ASR = Task("ctc", "wer")
+CLASSIFICATION = Task("ce", "err")
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -90,19 +109,30 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+def task_of(model: nn.Module) -> Task:
+    return CLASSIFICATION if isinstance(unwrap(model), TextClassifier) else ASR
+
+
+def task_loss(model: nn.Module, out, batch: Dict[str, Any]) -> torch.Tensor:
+    """Per-utterance task loss (B,): CTC for ASR, cross-entropy for a classifier."""
+    if task_of(model) is CLASSIFICATION:
+        return TextClassifier.ce_loss(out, batch["labels"])
+    return ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"])
+
+
 def task_loss_sum(model: nn.Module, batch: Dict[str, Any]) -> torch.Tensor:
-    """Summed CTC over the batch's utterances (the trajectory teacher's objective too)."""
-    out = model(batch["speech"], batch["speech_lengths"])
-    return ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"]).sum()
+    """Summed task loss over the batch's utterances (the trajectory teacher's objective too)."""
+    return task_loss(model, model(*model_inputs(batch)), batch).sum()
 
 
 def compute_loss(model: nn.Module, batch: Dict[str, Any], cfg: Dict[str, Any], guide: Optional[Guide],
                  step: int, norm: StepNorm, weight: float = 1.0):
     """-> (loss to backpropagate, {term: summed value}) for one micro-batch."""
-    out = model(batch["speech"], batch["speech_lengths"])
-    ctc = ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"]).sum()
-    loss = ctc / norm.n_utts
-    stats = {"ctc": ctc.item() * weight}
+    out = model(*model_inputs(batch))
+    task = task_of(model)
+    tsum = task_loss(model, out, batch).sum()
+    loss = tsum / norm.n_utts
+    stats = {task.loss_name: tsum.item() * weight}
     if guide is not None and guide.distils(step):
         teacher = guide.teacher_outputs(batch, step)
         lsum, _ = layer_loss_sum(out.hidden_states, teacher.hidden_states, out.out_lengths)
@@ -110,21 +140,29 @@ def compute_loss(model: nn.Module, batch: Dict[str, Any], cfg: Dict[str, Any], g
         stats["layer"] = lsum.item() * weight
         if cfg["alpha_logits"]:
             ksum, _ = logits_kl_sum(out.logits, teacher.logits, out.out_lengths, cfg["temperature"])
-            loss = loss + cfg["alpha_logits"] * ksum / norm.n_frames
+            per_utt = out.logits.dim() == 2
+            loss = loss + cfg["alpha_logits"] * ksum / (norm.n_utts if per_utt else norm.n_frames)
             stats["logits"] = ksum.item() * weight
     # DistributedDataParallel averages gradients over ranks; the normalisation above is already global
     return loss * norm.world * weight, stats
 
 
+def collate_of(dataset) -> Callable[[Sequence[Dict]], Dict[str, Any]]:
+    """A dataset may bring its own collate (text); speech datasets use pad_collate."""
+    return getattr(dataset, "collate", pad_collate)
+
+
 @torch.no_grad()
 def validate(model: nn.Module, dataset, batches: Sequence[Sequence[int]], tokenizer) -> Dict[str, float]:
-    """Dev CTC loss per utterance and greedy-CTC WER (%)."""
+    """ASR: dev CTC loss per utterance and greedy-CTC WER (%); a classifier: see validate_classifier."""
+    if task_of(model) is CLASSIFICATION:
+        return validate_classifier(model, dataset, batches)
     model.eval()
     total, n, refs, hyps = 0.0, 0, [], []
     device = next(model.parameters()).device
     for b in batches:
         batch = to_device(pad_collate([dataset[i] for i in b]), device)
-        out = model(batch["speech"], batch["speech_lengths"])
+        out = model(*model_inputs(batch))
         total += ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"]).sum().item()
         n += len(b)
         for utt, ids in zip(batch["utt_ids"], ctc_greedy(out.logits, out.out_lengths)):
@@ -134,19 +172,38 @@ def validate(model: nn.Module, dataset, batches: Sequence[Sequence[int]], tokeni
     return {"loss": total / max(n, 1), "wer": 100.0 * jiwer.wer(refs, hyps)}
 
 
+@torch.no_grad()
+def validate_classifier(model: nn.Module, dataset, batches: Sequence[Sequence[int]]) -> Dict[str, float]:
+    """Dev cross-entropy per utterance, accuracy, macro-F1 and error (100 - accuracy), in %."""
+    model.eval()
+    total, refs, hyps = 0.0, [], []
+    device = next(model.parameters()).device
+    collate = collate_of(dataset)
+    for b in batches:
+        batch = to_device(collate([dataset[i] for i in b]), device)
+        out = model(*model_inputs(batch))
+        total += TextClassifier.ce_loss(out, batch["labels"]).sum().item()
+        refs += batch["labels"].tolist()
+        hyps += out.logits.argmax(-1).tolist()
+    model.train()
+    acc = accuracy(refs, hyps)
+    return {"loss": total / max(len(refs), 1), "acc": acc, "macro_f1": macro_f1(refs, hyps), "err": 100.0 - acc}
+
+
 def to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _frames(model: ASRCTCModel, lengths: Sequence[int]) -> int:
+def _frames(model: nn.Module, lengths: Sequence[int]) -> int:
     return int(model.output_lengths(torch.tensor(list(lengths), dtype=torch.long)).sum())
 
 
-def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokenizer, out_dir: Path,
+def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer, out_dir: Path,
           model_fields: Dict[str, Any], guide: Optional[Guide] = None, resume: bool = False,
           info: DistInfo = DistInfo(), device: torch.device = torch.device("cpu")) -> Dict[str, Any]:
-    """Train `model` in place; writes under out_dir: checkpoint.pt, best/ and final/ model dirs,
-    snapshots/step_<N>/, train.log, tensorboard/, loss_curves.png. Returns the final state summary."""
+    """Train `model` (an ASRCTCModel or a TextClassifier) in place; writes under out_dir: checkpoint.pt,
+    best/ and final/ model dirs, snapshots/step_<N>/, train.log, tensorboard/, loss_curves.png. `tokenizer`
+    decodes ASR validation output (unused for classifiers). Returns the final state summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     main = info.is_main
@@ -154,7 +211,12 @@ def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokeniz
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
     set_seed(cfg["seed"])
-    model.specaug = SpecAugment(**cfg["specaug_conf"]) if cfg["specaug"] else None
+    task = task_of(model)
+    if task is ASR:
+        model.specaug = SpecAugment(**cfg["specaug_conf"]) if cfg["specaug"] else None
+    elif cfg["specaug"]:
+        raise ValueError("specaug applies to speech models only; set specaug: false for text")
+    collate = collate_of(train_set)
     model.to(device).train()
     if guide is not None:
         guide.to(device)
@@ -167,8 +229,9 @@ def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokeniz
     valid_bins = cfg["valid_batch_bins"] or cfg["batch_bins"]
     valid_batches = list(LengthBucketBatchSampler(valid_set.lengths, valid_bins, shuffle=False,
                                                   max_batch_size=cfg["max_batch_size"]))
+    best = f"best_{task.metric}"
     st = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "nonfinite_total": 0, "nonfinite_in_a_row": 0,
-          "best_wer": math.inf, "best_step": 0}
+          best: math.inf, "best_step": 0}
     history = None
     ckpt_path = out_dir / CHECKPOINT_NAME
     if resume and ckpt_path.is_file():
@@ -195,17 +258,28 @@ def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokeniz
     def run_validation() -> None:
         if main:
             res = validate(model, valid_set, valid_batches, tokenizer)
-            scalars.add(st["step"], {"valid/loss": res["loss"], "valid/wer": res["wer"]})
-            better = res["wer"] < st["best_wer"]
+            if task is ASR:
+                scalars.add(st["step"], {"valid/loss": res["loss"], "valid/wer": res["wer"]})
+            else:
+                scalars.add(st["step"], {"valid/loss": res["loss"], "valid/acc": res["acc"],
+                                         "valid/macro_f1": res["macro_f1"]})
+            better = res[task.metric] < st[best]
             if better:
-                st["best_wer"], st["best_step"] = res["wer"], st["step"]
+                st[best], st["best_step"] = res[task.metric], st["step"]
+                if task is CLASSIFICATION:
+                    st["best_macro_f1"] = res["macro_f1"]
                 save_model(model, {**model_fields, "trained_steps": st["step"]}, out_dir / "best")
-            log.info(f"step {st['step']}: dev loss {res['loss']:.3f}, dev WER {res['wer']:.2f}%"
-                     + (" (best so far)" if better else f" (best {st['best_wer']:.2f}% at {st['best_step']})"))
+            if task is ASR:
+                log.info(f"step {st['step']}: dev loss {res['loss']:.3f}, dev WER {res['wer']:.2f}%"
+                         + (" (best so far)" if better else f" (best {st[best]:.2f}% at {st['best_step']})"))
+            else:
+                log.info(f"step {st['step']}: dev loss {res['loss']:.3f}, dev accuracy {res['acc']:.2f}%, "
+                         f"macro-F1 {res['macro_f1']:.2f}%" + (" (best so far)" if better else
+                                                               f" (best {100 - st[best]:.2f}% at {st['best_step']})"))
             scalars.plot()
         barrier(info)
 
-    acc = {"ctc": 0.0, "layer": 0.0, "logits": 0.0, "utts": 0, "frames": 0, "gnorm": 0.0, "steps": 0}
+    acc = {task.loss_name: 0.0, "layer": 0.0, "logits": 0.0, "utts": 0, "frames": 0, "gnorm": 0.0, "steps": 0}
     pbar = tqdm(total=cfg["max_steps"], initial=st["step"], disable=not main, desc=out_dir.name,
                 dynamic_ncols=True, mininterval=5)
     t0, steps_at_t0 = time.time(), st["step"]
@@ -222,7 +296,7 @@ def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokeniz
             for b in group:
                 mine = shard(b, info)
                 # a rank left without utterances still joins the gradient all-reduce, with weight 0
-                micro.append((to_device(pad_collate([train_set[i] for i in (mine or b[:1])]), device),
+                micro.append((to_device(collate([train_set[i] for i in (mine or b[:1])]), device),
                               1.0 if mine else 0.0))
             optimizer.zero_grad(set_to_none=True)
             ok, stats_step = True, []
@@ -268,12 +342,13 @@ def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokeniz
             if st["step"] % cfg["log_every"] == 0 or st["step"] == cfg["max_steps"]:
                 # per-rank sums of this rank's shard; rank 0 logs its share scaled to the global count
                 scale = info.world_size
-                vals = {"train/ctc": acc["ctc"] * scale / acc["utts"], "train/lr": scheduler.get_last_lr()[0],
-                        "train/grad_norm": acc["gnorm"] / acc["steps"]}
+                vals = {f"train/{task.loss_name}": acc[task.loss_name] * scale / acc["utts"],
+                        "train/lr": scheduler.get_last_lr()[0], "train/grad_norm": acc["gnorm"] / acc["steps"]}
                 if acc["layer"]:
                     vals["train/layer"] = acc["layer"] * scale / acc["frames"]
                 if acc["logits"]:
-                    vals["train/logits"] = acc["logits"] * scale / acc["frames"]
+                    vals["train/logits"] = acc["logits"] * scale / (acc["utts"] if task is CLASSIFICATION
+                                                                     else acc["frames"])
                 if main:
                     scalars.add(st["step"], vals)
                     rate = (st["step"] - steps_at_t0) / max(time.time() - t0, 1e-9)
@@ -305,7 +380,9 @@ def train(cfg: Dict[str, Any], model: ASRCTCModel, train_set, valid_set, tokeniz
         save_model(model, {**model_fields, "trained_steps": st["step"]}, out_dir / "final")
         (out_dir / ".done").write_text(f"{st['step']}\n")
         png = scalars.plot()
-        log.info(f"done: {st['step']} steps, best dev WER {st['best_wer']:.2f}% at step {st['best_step']}; "
+        result = (f"best dev WER {st[best]:.2f}%" if task is ASR else
+                  f"best dev accuracy {100 - st[best]:.2f}% (macro-F1 {st.get('best_macro_f1', math.nan):.2f}%)")
+        log.info(f"done: {st['step']} steps, {result} at step {st['best_step']}; "
                  f"{st['nonfinite_total']} batch(es) skipped as non-finite; curves: {png}")
     scalars.close()
     return dict(st)
