@@ -7,6 +7,11 @@ Reads <model>/<decode_tag>/<set>/1best_recog/text and rtf, writes <...>/<set>/sc
 result.txt,result.json}, then RESULTS.md: an environment header (date, versions, git commit), one table of
 model x test set (WER, real-time factor, parameters), a sclite-style table per model, and the commands
 that produced them.
+
+Text classification (--task cls) reads <model>/<decode_tag>/<set>/{label,timing} from cls_inference and
+the references <data_dir>/<set>/label, writes <...>/<set>/score_acc/result.json, and reports accuracy,
+macro-F1, time per example and parameters per model and set, after a description of the data sets
+(--train_set, --valid_set: sizes, and how a subset was drawn).
 """
 
 from __future__ import annotations
@@ -67,15 +72,19 @@ def score_model(model_dir: Path, test_sets: Sequence[str], decode_tag: str, data
     return out
 
 
+def env_header(recipe_dir: Path) -> List[str]:
+    return [f"# RESULTS: {recipe_dir.resolve().parent.name}/{recipe_dir.resolve().name}", "",
+            "## Environment", "",
+            f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+            f"- python {platform.python_version()}, torch {_version('torch')}, transformers "
+            f"{_version('transformers')}, espnet {_version('espnet')}, cald-asr {_version('cald-asr')}",
+            f"- git commit: {_git_commit(recipe_dir)}",
+            f"- machine: {platform.machine()}, {platform.processor() or 'cpu'}", ""]
+
+
 def render(models: List[Path], scores: Dict[str, Dict[str, Dict]], test_sets: Sequence[str], commands: List[str],
            recipe_dir: Path) -> str:
-    lines = [f"# RESULTS: {recipe_dir.resolve().parent.name}/{recipe_dir.resolve().name}", "",
-             "## Environment", "",
-             f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-             f"- python {platform.python_version()}, torch {_version('torch')}, transformers "
-             f"{_version('transformers')}, espnet {_version('espnet')}, cald-asr {_version('cald-asr')}",
-             f"- git commit: {_git_commit(recipe_dir)}",
-             f"- machine: {platform.machine()}, {platform.processor() or 'cpu'}", "",
+    lines = env_header(recipe_dir) + [
              "## WER (%) / real-time factor of decoding / parameters", "",
              "| model | mixer | params | " + " | ".join(f"{s} WER | {s} RTF" for s in test_sets) + " |",
              "|---|---|---:|" + "---:|---:|" * len(test_sets)]
@@ -108,8 +117,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--data_dir", required=True, help="where <set>/text are (the dump dir)")
     p.add_argument("--commands", default=None, help="file of the commands that produced the results")
     p.add_argument("--output", default="RESULTS.md")
+    p.add_argument("--task", choices=("asr", "cls"), default="asr", help="cls: text classification")
+    p.add_argument("--train_set", default=None, help="cls: the training set, described in the report")
+    p.add_argument("--valid_set", default=None, help="cls: the dev set used to pick best/")
     args = p.parse_args(argv)
     models = [Path(m) for m in args.models.split()]
+    if args.task == "cls":
+        from cald_asr.bin.cls_results import make_cls_results
+
+        return make_cls_results(args, models)
     test_sets = args.test_sets.split()
     scores: Dict[str, Dict] = {}
     for m in models:

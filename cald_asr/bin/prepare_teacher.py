@@ -3,11 +3,17 @@
     python -m cald_asr.bin.prepare_teacher --config conf/teacher.yaml \
         --token_list data/token_list/char/tokens.txt --output_dir exp/teacher_pretrained
 
+Text classification (model: text_cls) takes the class names instead of a token list:
+    python -m cald_asr.bin.prepare_teacher --config conf/teacher_minilm.yaml \
+        --label_list data/label_list/labels.txt --output_dir exp/cls_teacher_minilm/init
+
 The config names the model (flat YAML, see cald_asr.models.registry): either a pretrained encoder,
     pretrained: {format: whisper_ct2, path: default}
 whose architecture and weights come from the checkpoint, or `encoder_conf` for a model trained from
 scratch. The task head (CTC over the recipe's token list, or a classifier over `labels`) is new and
-seeded. The output directory is skipped when it already holds a model built from the same inputs.
+seeded. A text model records its tokenizer (`tokenizer:`, by default the pretrained checkpoint's
+directory), which stage 2 and cls_inference use. The output directory is skipped when it already holds a
+model built from the same inputs.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ def prepare_teacher(config: Dict[str, Any], output_dir: Path, token_list: Option
         config["encoder"] = name
         config["encoder_conf"] = {**ENCODERS[name].conf_of(encoder), **(config.get("encoder_conf") or {})}
         config["pretrained_from"] = {"format": pretrained["format"], "path": str(pretrained.get("path", "default"))}
+        if config.get("model") == "text_cls" and not config.get("tokenizer") and pretrained["format"] == "bert_hf":
+            config["tokenizer"] = str(pretrained.get("path") or "default")  # the checkpoint's own tokenizer
     torch.manual_seed(seed)
     model = build_model({**config, **fields}, source)
     if pretrained is not None:
@@ -63,6 +71,19 @@ def prepare_teacher(config: Dict[str, Any], output_dir: Path, token_list: Option
     return model, saved
 
 
+def read_label_list(path) -> list:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: label list not found")
+    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for i, name in enumerate(labels, 1):
+        if len(name.split()) != 1 or name in labels[:i - 1]:
+            raise ValueError(f"{path}:{i}: label {name!r} is not a single word or appears twice")
+    if len(labels) < 2:
+        raise ValueError(f"{path}: a classifier needs at least 2 labels, found {len(labels)}")
+    return labels
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", "--teacher_config", required=True, help="teacher model YAML")
@@ -70,13 +91,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--token_type", default=None, help="char or bpe, recorded for decoding")
     p.add_argument("--bpemodel", default=None, help="sentencepiece model, recorded for decoding")
     p.add_argument("--labels", default=None, help="comma-separated class labels (text classification)")
+    p.add_argument("--label_list", default=None, help="file of class labels, one per line (text classification)")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
 
     out = Path(args.output_dir)
-    inputs = [Path(args.config)] + ([Path(args.token_list)] if args.token_list else [])
+    inputs = [Path(args.config)] + [Path(f) for f in (args.token_list, args.label_list) if f]
     key = hashlib.sha1(json.dumps([vars(args)[k] for k in sorted(vars(args)) if k != "force"]).encode()
                        + b"".join(f.read_bytes() for f in inputs if f.is_file())).hexdigest()
     stamp = out / STAMP
@@ -87,6 +109,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = read_config(args.config)
         token_list = TokenList.load(args.token_list).tokens if args.token_list else None
         labels = args.labels.split(",") if args.labels else None
+        if args.label_list:
+            if labels:
+                raise ValueError("give --labels or --label_list, not both")
+            labels = read_label_list(args.label_list)
         extra = {k: v for k, v in (("token_type", args.token_type), ("bpemodel", args.bpemodel)) if v}
         model, saved = prepare_teacher(config, out, token_list, labels, args.seed, args.config, extra)
     except (ModelFileError, ValueError, FileNotFoundError) as e:

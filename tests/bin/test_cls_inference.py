@@ -1,0 +1,107 @@
+"""cls_inference on the real all-MiniLM-L6-v2 teacher (seeded head) and a Linformer student: files of
+sentences in, labels and scores out; broken lines reported by file:line without stopping the rest."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cald_asr.bin.cls_inference import Text2Label, main
+from cald_asr.bin.prepare_teacher import prepare_teacher
+from cald_asr.convert import convert_model
+from cald_asr.data.kaldi_dir import read_kv
+from cald_asr.models.model_file import load_model, save_model
+from shared_data import SHARED_DATA
+
+TEACHER = {"model": "text_cls", "encoder": "bert", "pretrained": {"format": "bert_hf", "path": "default"},
+           "pooling": "mean"}
+SENTENCES = ["a gorgeous , witty , seductive movie .", "the acting is amateurish and the plot is a mess .",
+             "it 's a charming and often affecting journey .", "dull , lifeless , and far too long ."]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "init"
+    prepare_teacher(TEACHER, out, labels=["negative", "positive"], seed=3)
+    return out
+
+
+def outputs(d):
+    return {f: read_kv(d / f, allow_empty_value=True) for f in ("label", "score", "probs", "failed", "timing")}
+
+
+def test_lines_file_with_a_blank_line(teacher, tmp_path, capsys):
+    src = tmp_path / "reviews.txt"
+    src.write_text(f"{SENTENCES[0]}\n\n{SENTENCES[1]}\n{SENTENCES[2]}\n")
+    assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(tmp_path / "o")]) == 1
+    assert f"{src}:2: empty sentence" in capsys.readouterr().err
+    o = outputs(tmp_path / "o")
+    assert sorted(o["label"]) == ["line-000001", "line-000003", "line-000004"]
+    assert o["failed"] == {"line-000002": "line 2: empty sentence"}
+    assert o["timing"]["examples"] == "3" and o["timing"]["failed"] == "1"
+    direct = Text2Label(teacher)([SENTENCES[0], SENTENCES[1], SENTENCES[2]])
+    for key, (label, p, dist) in zip(["line-000001", "line-000003", "line-000004"], direct):
+        probs = dict(x.split(":") for x in o["probs"][key].split())
+        assert o["label"][key] == label == max(probs, key=lambda k: float(probs[k]))
+        assert float(o["score"][key]) == pytest.approx(p, abs=1e-4) == float(probs[label])
+        assert sum(float(v) for v in probs.values()) == pytest.approx(1.0, abs=2e-4)
+
+
+def test_kaldi_text_with_broken_lines_and_a_key_file(teacher, tmp_path):
+    src = tmp_path / "text"
+    src.write_bytes(b"u1 " + SENTENCES[0].encode() + b"\nu2\nu1 once more\nu3 caf\xe9 au lait\n\nu4 "
+                    + SENTENCES[3].encode() + b"\n")
+    r = subprocess.run([sys.executable, "-m", "cald_asr.bin.cls_inference", "--model_dir", str(teacher),
+                        "--input", str(src), "--output_dir", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 1
+    for line, reason in ((2, "empty sentence"), (3, "duplicate id 'u1' (first on line 1)"), (4, "not valid UTF-8")):
+        assert f"{src}:{line}: {reason}" in r.stderr
+    o = outputs(tmp_path / "o")
+    assert sorted(o["label"]) == ["u1", "u4"] and sorted(o["failed"]) == ["u1", "u2", "u3"]
+    keys = tmp_path / "keys"
+    keys.write_text("u4 x\nu2 x\n")
+    assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(tmp_path / "k"),
+                 "--key_file", str(keys)]) == 1
+    k = outputs(tmp_path / "k")
+    assert list(k["label"]) == ["u4"] and list(k["failed"]) == ["u2"]
+    assert k["label"]["u4"] == o["label"]["u4"] and k["probs"]["u4"] == o["probs"]["u4"]
+
+
+def test_batching_does_not_change_the_result(teacher, tmp_path):
+    src = tmp_path / "s.txt"
+    src.write_text("".join(s + "\n" for s in SENTENCES))
+    assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(tmp_path / "b1")]) == 0
+    assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(tmp_path / "b4"),
+                 "--batch_size", "4"]) == 0
+    one, four = outputs(tmp_path / "b1"), outputs(tmp_path / "b4")
+    assert one["label"] == four["label"]
+    for k in one["score"]:
+        assert float(one["score"][k]) == pytest.approx(float(four["score"][k]), abs=2e-4)
+
+
+def test_a_linformer_student_reads_at_most_its_max_len(teacher, tmp_path):
+    review = SHARED_DATA / "movie_reviews" / "pos" / "cv000_29590.txt"
+    if not review.is_file():
+        pytest.skip(f"{review} not present")
+    model, config = load_model(teacher)
+    torch.manual_seed(0)
+    convert_model(model, "linformer", {"k": 16, "max_len": 128})
+    save_model(model, {**config, "mixer": "linformer", "mixer_conf": {"k": 16, "max_len": 128}}, tmp_path / "s")
+    src = tmp_path / "r.txt"
+    src.write_text(" ".join(review.read_text().split()) + "\nshort and sweet\n")
+    assert main(["--model_dir", str(tmp_path / "s"), "--input", str(src), "--output_dir", str(tmp_path / "o")]) == 0
+    timing = outputs(tmp_path / "o")["timing"]
+    assert timing["examples"] == "2" and timing["truncated"] == "1"
+    clf = Text2Label(tmp_path / "s")
+    ids, cut = clf.encode([review.read_text()])
+    assert cut == 1 and len(ids[0]) == 128 and ids[0][-1] == clf.tokenizer.sep_token_id
+
+
+def test_setup_errors_exit_2(tmp_path, capsys):
+    src = tmp_path / "s.txt"
+    src.write_text("fine\n")
+    assert main(["--model_dir", str(tmp_path / "none"), "--input", str(src), "--output_dir", str(tmp_path / "o")]) == 2
+    assert "model config not found" in capsys.readouterr().err
+    assert main(["--model_dir", str(tmp_path), "--input", str(tmp_path / "missing.txt"),
+                 "--output_dir", str(tmp_path / "o")]) == 2
