@@ -100,3 +100,23 @@ def test_token_min_logp_prunes_unlikely_extensions():
     for ids, _ in pruned:
         assert all(allowed[:, t].any() for t in ids)
     assert any(not (lp[:, t] >= math.log(0.3)).any() for ids, _ in full for t in ids)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_row_ctc_forward_equals_torch_ctc_loss(seed):
+    # the long-recording path of the hypothesis score against torch's full-table ctc_loss, with
+    # repeated labels (which forbid the skip transition) and a label sequence as long as it can be
+    from cald_asr.decode.ctc_score import ctc_forward_rolling
+
+    g = torch.Generator().manual_seed(seed)
+    T, V = 40 + 7 * seed, 6
+    lp = torch.randn(T, V, generator=g, dtype=torch.float64).log_softmax(-1)
+    for n in (0, 1, 5, 19):
+        lab = torch.randint(1, V, (n,), generator=g).tolist()
+        if n >= 2:
+            lab[1] = lab[0]  # a repeat
+        want = -float(torch.nn.functional.ctc_loss(lp[:, None], torch.tensor([lab], dtype=torch.long),
+                                                   torch.tensor([T]), torch.tensor([n]), reduction="sum"))
+        assert ctc_forward_rolling(lp, lab) == pytest.approx(want, rel=1e-10, abs=1e-10)
+    # more labels than frames can align: probability 0
+    assert ctc_forward_rolling(lp[:3], [1, 1, 2]) == float("-inf")
