@@ -67,6 +67,7 @@ DEFAULTS: Dict[str, Any] = {
     "max_nonfinite_in_a_row": 10,
     "stop_after": None,          # leave the loop after this many steps as if killed (resume tests)
     "num_threads": 0,            # torch threads; 0 keeps torch's default
+    "position_limit": None,      # recurrent students: clamp absolute positions at N frames, or "auto" (see below)
     # CALD (stage 6); strategy null = plain task training
     "strategy": None,
     "alpha_layer": 15.0,
@@ -194,6 +195,40 @@ def to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+POSITION_LIMIT_QUANTILE = 0.99
+
+
+def apply_position_limit(model: nn.Module, setting, lengths: Sequence[int]) -> Optional[int]:
+    """Clamp the encoder's absolute positions for inputs longer than training ever shows it.
+
+    A model fine-tuned on short utterances has only seen the first few hundred rows of a sinusoid
+    table; a recurrent student decoding minutes in one pass meets rows it never saw, and its error
+    grows with the length (FSDD test_long). The student reads order from its scans, so positions past
+    the limit can all be the limit's row. "auto": the 99th percentile of the training set's encoder
+    output lengths (positions beyond it are rare in training, so barely learnt). The limit goes into
+    the encoder's config, so inference applies the same. Attention encoders are refused: positions
+    are their only source of order."""
+    if setting is None:
+        return None
+    from cald_asr.mixers import Mamba, Mamba2
+
+    enc = getattr(model, "encoder", None)
+    if enc is None or not hasattr(enc, "set_position_limit"):
+        raise ValueError(f"position_limit: the encoder {type(enc).__name__} has no absolute position table to limit")
+    if not any(isinstance(m, (Mamba, Mamba2)) for m in enc.modules()):
+        raise ValueError("position_limit is for recurrent (Mamba/Mamba2) students: an attention or Linformer "
+                         "encoder reads order from its positions alone")
+    if setting == "auto":
+        frames = model.output_lengths(torch.tensor(list(lengths), dtype=torch.long)).float()
+        limit = max(1, int(torch.quantile(frames, POSITION_LIMIT_QUANTILE).ceil()))
+    elif isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
+        limit = setting
+    else:
+        raise ValueError(f"position_limit must be null, 'auto' or a positive frame count, got {setting!r}")
+    enc.set_position_limit(limit)
+    return limit
+
+
 def _frames(model: nn.Module, lengths: Sequence[int]) -> int:
     return int(model.output_lengths(torch.tensor(list(lengths), dtype=torch.long)).sum())
 
@@ -216,6 +251,12 @@ def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer
         model.specaug = SpecAugment(**cfg["specaug_conf"]) if cfg["specaug"] else None
     elif cfg["specaug"]:
         raise ValueError("specaug applies to speech models only; set specaug: false for text")
+    limit = apply_position_limit(model, cfg["position_limit"], train_set.lengths)
+    if limit is not None:
+        log.info(f"positions clamped from frame {limit} on (position_limit: {cfg['position_limit']})")
+        # the saved config must rebuild the clamped encoder
+        model_fields = {**model_fields, "encoder_conf": {**model_fields.get("encoder_conf", {}),
+                                                         "position_limit": limit}}
     collate = collate_of(train_set)
     model.to(device).train()
     if guide is not None:

@@ -102,11 +102,19 @@ def test_token_min_logp_prunes_unlikely_extensions():
     assert any(not (lp[:, t] >= math.log(0.3)).any() for ids, _ in full for t in ids)
 
 
+def _torch_ctc(lp, lab):
+    return -float(torch.nn.functional.ctc_loss(lp[:, None], torch.tensor([lab], dtype=torch.long),
+                                               torch.tensor([lp.shape[0]]), torch.tensor([len(lab)]),
+                                               reduction="sum"))
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_one_row_ctc_forward_equals_torch_ctc_loss(seed):
+@pytest.mark.parametrize("floor", [0.0, 1e-30])
+def test_banded_ctc_forward_equals_torch_ctc_loss(seed, floor):
     # the long-recording path of the hypothesis score against torch's full-table ctc_loss, with
-    # repeated labels (which forbid the skip transition) and a label sequence as long as it can be
-    from cald_asr.decode.ctc_score import ctc_forward_rolling
+    # repeated labels (which forbid the skip transition) and a label sequence as long as it can be;
+    # flat random posteriors: the band covers nearly every label, with or without the floor
+    from cald_asr.decode.ctc_score import ctc_forward_banded
 
     g = torch.Generator().manual_seed(seed)
     T, V = 40 + 7 * seed, 6
@@ -115,8 +123,32 @@ def test_one_row_ctc_forward_equals_torch_ctc_loss(seed):
         lab = torch.randint(1, V, (n,), generator=g).tolist()
         if n >= 2:
             lab[1] = lab[0]  # a repeat
-        want = -float(torch.nn.functional.ctc_loss(lp[:, None], torch.tensor([lab], dtype=torch.long),
-                                                   torch.tensor([T]), torch.tensor([n]), reduction="sum"))
-        assert ctc_forward_rolling(lp, lab) == pytest.approx(want, rel=1e-10, abs=1e-10)
+        assert ctc_forward_banded(lp, lab, floor=floor) == pytest.approx(_torch_ctc(lp, lab), rel=1e-10, abs=1e-10)
     # more labels than frames can align: probability 0
-    assert ctc_forward_rolling(lp[:3], [1, 1, 2]) == float("-inf")
+    assert ctc_forward_banded(lp[:3], [1, 1, 2], floor=floor) == float("-inf")
+
+
+def test_banded_ctc_forward_on_a_peaky_long_posterior(monkeypatch):
+    # what a trained model gives: each label's frames near-certain, blanks between; the band stays
+    # narrow and the score still equals the full table's, also for a hypothesis other than the best
+    from cald_asr.decode import ctc_score
+    from cald_asr.decode.ctc_score import ctc_forward_banded, ctc_log_likelihood
+
+    g = torch.Generator().manual_seed(0)
+    V, n = 8, 700
+    lab = torch.randint(1, V, (n,), generator=g).tolist()
+    frames = []
+    for tok in lab:
+        frames += [0] * int(torch.randint(1, 6, (1,), generator=g)) + [tok] * int(torch.randint(1, 3, (1,), generator=g))
+    frames += [0, 0]
+    logits = torch.randn(len(frames), V, generator=g, dtype=torch.float64)
+    logits[torch.arange(len(frames)), torch.tensor(frames)] += 9.0
+    lp = logits.log_softmax(-1)
+    other = lab[:300] + lab[301:]  # one deletion
+    for hyp in (lab, other):
+        want = _torch_ctc(lp, hyp)
+        assert ctc_forward_banded(lp, hyp) == pytest.approx(want, rel=1e-9)
+    # the entry point picks the band beyond MAX_TABLE
+    below = ctc_log_likelihood(lp, other)
+    monkeypatch.setattr(ctc_score, "MAX_TABLE", 1000)
+    assert ctc_log_likelihood(lp, other) == pytest.approx(below, rel=1e-9)

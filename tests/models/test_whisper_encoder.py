@@ -123,6 +123,26 @@ def test_position_formula_reproduces_stored_table_and_extends(teacher):
     torch.testing.assert_close(ext[1500:], sinusoids(0, 2000, 384)[1500:], atol=0, rtol=0)
 
 
+def test_position_limit_clamps_rows_from_the_limit_on():
+    torch.manual_seed(0)
+    free = WhisperEncoder(n_mels=8, d_model=16, n_heads=2, n_layers=1, ffn_dim=32, max_source_positions=50)
+    limited = WhisperEncoder(**{**free.conf, "position_limit": 20})
+    limited.load_state_dict(free.state_dict())
+    assert limited.conf["position_limit"] == 20 and "position_limit" not in free.conf
+    pos = limited.positions(70)  # past the stored table as well
+    assert torch.equal(pos[:20], free.positions(20))
+    assert torch.equal(pos[20:], free.positions(20)[19:20].expand(50, -1))
+    # inputs within the limit are untouched; longer ones differ only from the limit's frame on
+    feats = torch.randn(1, 60, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(limited(feats[:, :40]).out, free(feats[:, :40]).out, atol=0, rtol=0)
+        assert not torch.allclose(limited(feats).out[:, 20:], free(feats).out[:, 20:])
+    limited.set_position_limit(None)
+    assert "position_limit" not in limited.conf and torch.equal(limited.positions(70), free.positions(70))
+    with pytest.raises(ValueError, match="position_limit"):
+        WhisperEncoder(n_mels=8, d_model=16, n_heads=2, n_layers=1, ffn_dim=32, position_limit=0)
+
+
 def test_40s_input_runs(teacher, frontend, fsdd_16k):
     clip = np.concatenate([fsdd_16k(n) for n in ("0_george_5.wav", "9_yweweler_3.wav", "7_theo_12.wav")])
     clip = clip[: len(clip) // 320 * 320]  # a whole number of encoder frames (2 hops each)

@@ -4,6 +4,9 @@ Architecture: conv1 (k3, pad 1) + GELU, conv2 (k3, stride 2, pad 1) + GELU, plus
 pre-LN transformer layers, final LayerNorm.  Differences from Whisper, on purpose:
 - Inputs need not be 30 s: positions are sliced to the length, and past the checkpoint's table
   (1,500 positions) continue by the same sinusoid formula.
+- `position_limit` (optional): positions from the limit on all get the limit's last row. For a converted
+  recurrent student, which reads order from its scans, this keeps inputs longer than any training
+  utterance inside the positions it was trained on (set by the trainer's `position_limit`, e.g. `auto`).
 - Batches carry lengths: features are zeroed past each length before conv1 and after each conv's
   activation, and attention masks padded keys, so each utterance gets what it would get alone.
 """
@@ -85,8 +88,11 @@ class WhisperEncoderLayer(nn.Module):
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
         activation_dropout: float = 0.0,
+        position_limit: Optional[int] = None,
     ):
         super().__init__()
+        if position_limit is not None and int(position_limit) < 1:
+            raise ValueError(f"position_limit must be a positive frame count or None, got {position_limit}")
         self.self_attn_layer_norm = nn.LayerNorm(d_model)
         # The token mixer; conversion replaces it with any module of the same forward(x, lengths).
         self.self_attn = MultiHeadSelfAttention(d_model, n_heads, bias=True, dropout=attention_dropout)
@@ -113,12 +119,18 @@ class WhisperEncoder(nn.Module):
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
         activation_dropout: float = 0.0,
+        position_limit: Optional[int] = None,
     ):
         super().__init__()
+        if position_limit is not None and int(position_limit) < 1:
+            raise ValueError(f"position_limit must be a positive frame count or None, got {position_limit}")
         # Constructor arguments, saved with a model so the architecture can be rebuilt from its config.
         self.conf = dict(n_mels=n_mels, d_model=d_model, n_heads=n_heads, n_layers=n_layers, ffn_dim=ffn_dim,
                          max_source_positions=max_source_positions, dropout=dropout,
                          attention_dropout=attention_dropout, activation_dropout=activation_dropout)
+        if position_limit is not None:  # only when set, so configs of models without one stay as they were
+            self.conf["position_limit"] = int(position_limit)
+        self.position_limit = None if position_limit is None else int(position_limit)
         self.n_mels = n_mels
         self.d_model = d_model
         self.conv1 = nn.Conv1d(n_mels, d_model, kernel_size=3, padding=1)
@@ -133,7 +145,20 @@ class WhisperEncoder(nn.Module):
         )
         self.layer_norm = nn.LayerNorm(d_model)
 
+    def set_position_limit(self, limit: Optional[int]) -> None:
+        if limit is not None and int(limit) < 1:
+            raise ValueError(f"position_limit must be a positive frame count or None, got {limit}")
+        self.position_limit = None if limit is None else int(limit)
+        if limit is None:
+            self.conf.pop("position_limit", None)
+        else:
+            self.conf["position_limit"] = int(limit)
+
     def positions(self, n: int) -> torch.Tensor:
+        limit = self.position_limit
+        if limit is not None and n > limit:
+            head = self.positions(limit)
+            return torch.cat([head, head[-1:].expand(n - limit, -1)], dim=0)
         table = self.positional_embedding
         if n <= table.shape[0]:
             return table[:n]
