@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, Optional
 
 import torch
 from torch import nn
@@ -11,21 +12,46 @@ from torch import nn
 NO_DECAY_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.Embedding)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> Iterable[Dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = None,
+                 lr_scale: Optional[Dict[str, float]] = None) -> Iterable[Dict[str, Any]]:
     """Biases, norm weights, embeddings and 1-element parameters (SSM A/D/dt terms are vectors: decayed
-    like weights would shrink their dynamics) go without weight decay."""
-    decay, no_decay, seen = [], [], set()
+    like weights would shrink their dynamics) go without weight decay.
+
+    lr_scale maps parameter-name patterns (fnmatch, e.g. "*.E.weight") to a multiplier of lr, the first
+    matching pattern winning. What it is for: Adam moves every parameter by about lr per step, so a new
+    parameter whose entries are of order 1 (Linformer's E and F) changes ~50x slower, relatively, than
+    the kept weights around it (of order 0.02), and barely leaves its random start in a short run."""
+    lr_scale = dict(lr_scale or {})
+    if lr_scale and lr is None:
+        raise ValueError("lr_scale needs the base lr")
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups: Dict[tuple, list] = {}
+    used, seen = set(), set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            if (isinstance(module, NO_DECAY_TYPES) or name.endswith("bias") or p.ndim < 2
-                    or "norm" in type(module).__name__.lower()):
-                no_decay.append(p)
-            else:
-                decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            no_decay = (isinstance(module, NO_DECAY_TYPES) or name.endswith("bias") or p.ndim < 2
+                        or "norm" in type(module).__name__.lower())
+            scale = 1.0
+            for pattern, factor in lr_scale.items():
+                if fnmatch.fnmatchcase(names.get(id(p), name), pattern):
+                    scale = float(factor)
+                    used.add(pattern)
+                    break
+            groups.setdefault((no_decay, scale), []).append(p)
+    unused = sorted(set(lr_scale) - used)
+    if unused:
+        raise ValueError(f"lr_scale patterns match no parameter: {unused} "
+                         f"(parameter names look like {next(iter(names.values()), '?')!r})")
+    out = []
+    for (no_decay, scale), params in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        g = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+        if scale != 1.0:
+            g["lr"] = lr * scale
+        out.append(g)
+    return out
 
 
 def build_optimizer(model: nn.Module, name: str, conf: Dict[str, Any]) -> torch.optim.Optimizer:
@@ -33,10 +59,11 @@ def build_optimizer(model: nn.Module, name: str, conf: Dict[str, Any]) -> torch.
     if name != "adamw":
         raise ValueError(f"unknown optim {name!r} (known: adamw)")
     wd = float(conf.pop("weight_decay", 0.0))
+    lr_scale = conf.pop("lr_scale", None)
     # YAML 1.1 leaves "1e-3" a string: numbers are coerced here rather than failing inside torch
     kwargs = {k: (tuple(float(x) for x in v) if isinstance(v, list) else float(v) if k in ("lr", "eps") else v)
               for k, v in conf.items()}
-    return torch.optim.AdamW(param_groups(model, wd), **kwargs)
+    return torch.optim.AdamW(param_groups(model, wd, kwargs.get("lr"), lr_scale), **kwargs)
 
 
 def lr_factor(step: int, name: str, conf: Dict[str, Any], max_steps: int) -> float:

@@ -53,7 +53,8 @@ DEFAULTS: Dict[str, Any] = {
     "max_batch_size": 64,
     "accum_grad": 1,
     "optim": "adamw",
-    "optim_conf": {"lr": 1.0e-3, "betas": [0.9, 0.98], "eps": 1.0e-8, "weight_decay": 0.0},
+    # lr_scale: {name pattern: lr multiplier}, e.g. {"*.E.weight": 50} (cald_asr/train/optim.py)
+    "optim_conf": {"lr": 1.0e-3, "betas": [0.9, 0.98], "eps": 1.0e-8, "weight_decay": 0.0, "lr_scale": {}},
     "scheduler": "warmup_exp",
     "scheduler_conf": {"warmup_steps": 100, "final_lr_ratio": 0.01, "decay_steps": None},
     "grad_clip": 1.0,

@@ -143,6 +143,21 @@ def test_position_limit_clamps_rows_from_the_limit_on():
         WhisperEncoder(n_mels=8, d_model=16, n_heads=2, n_layers=1, ffn_dim=32, position_limit=0)
 
 
+def test_blocked_feed_forward_at_inference_equals_the_whole_sequence_pass(monkeypatch):
+    from cald_asr.models.encoders import whisper
+
+    monkeypatch.setattr(whisper, "FFN_BLOCK", 7)  # 3 blocks and a partial one on 25 frames
+    torch.manual_seed(0)
+    enc = WhisperEncoder(n_mels=8, d_model=16, n_heads=2, n_layers=2, ffn_dim=32).eval()
+    feats = torch.randn(2, 50, 8)
+    lengths = torch.tensor([50, 37])
+    whole = enc(feats, lengths)  # grad enabled: the whole-sequence path
+    with torch.inference_mode():
+        blocked = enc(feats, lengths)
+    for a, b in zip(blocked.hidden_states, whole.hidden_states):
+        torch.testing.assert_close(a, b.detach(), atol=1e-6, rtol=1e-6)
+
+
 def test_40s_input_runs(teacher, frontend, fsdd_16k):
     clip = np.concatenate([fsdd_16k(n) for n in ("0_george_5.wav", "9_yweweler_3.wav", "7_theo_12.wav")])
     clip = clip[: len(clip) // 320 * 320]  # a whole number of encoder frames (2 hops each)

@@ -24,7 +24,8 @@ def test_nested_override_reaches_the_optimiser(yesno, tmp_path):
     history = torch.load(out / CHECKPOINT_NAME, weights_only=True)["history"]
     assert [h["train/lr"] for h in history if "train/lr" in h] == [pytest.approx(3e-4 * 2 / 20, rel=1e-12)]
     saved = yaml.safe_load((out / "config.yaml").read_text())["train"]
-    assert saved["optim_conf"] == {"lr": 3e-4, "betas": [0.9, 0.98], "eps": 1e-8, "weight_decay": 0.0}
+    assert saved["optim_conf"] == {"lr": 3e-4, "betas": [0.9, 0.98], "eps": 1e-8, "weight_decay": 0.0,
+                                   "lr_scale": {}}
 
 
 def test_unknown_key_is_a_clear_error(yesno, tmp_path, capsys):

@@ -29,6 +29,8 @@ from cald_asr.models.ct2_reader import read_ct2_model, resolve
 from cald_asr.models.encoders.output import EncoderOutput
 from cald_asr.models.hf_checkpoint import read_hf_state_dict
 
+# frames per feed-forward block at inference (see WhisperEncoderLayer.forward)
+FFN_BLOCK = 2048
 # A float16-stored table differs from the exact formula by at most half an ulp at 1.0 (2**-11).
 _POSITION_TABLE_TOL = 1e-3
 
@@ -88,11 +90,8 @@ class WhisperEncoderLayer(nn.Module):
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
         activation_dropout: float = 0.0,
-        position_limit: Optional[int] = None,
     ):
         super().__init__()
-        if position_limit is not None and int(position_limit) < 1:
-            raise ValueError(f"position_limit must be a positive frame count or None, got {position_limit}")
         self.self_attn_layer_norm = nn.LayerNorm(d_model)
         # The token mixer; conversion replaces it with any module of the same forward(x, lengths).
         self.self_attn = MultiHeadSelfAttention(d_model, n_heads, bias=True, dropout=attention_dropout)
@@ -104,6 +103,16 @@ class WhisperEncoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
         x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), lengths))
+        if x.shape[1] > FFN_BLOCK and not self.training and not torch.is_grad_enabled():
+            # Inference on a long input: the feed-forward block frame block by frame block, as it
+            # works on each frame alone. Whole-sequence intermediates (frames x ffn_dim: 92 MB at 5
+            # minutes for tiny.en) come as fresh mmap'd pages on every call, and faulting them in
+            # costs about as much as the GELU on them; blocks stay in reused heap memory and cache.
+            out = torch.empty_like(x)
+            for s in range(0, x.shape[1], FFN_BLOCK):
+                xb = x[:, s:s + FFN_BLOCK]
+                torch.add(xb, self.ffn(self.final_layer_norm(xb)), out=out[:, s:s + FFN_BLOCK])
+            return out
         return x + self.dropout(self.ffn(self.final_layer_norm(x)))
 
 
