@@ -131,15 +131,11 @@ class WhisperEncoder(nn.Module):
         position_limit: Optional[int] = None,
     ):
         super().__init__()
-        if position_limit is not None and int(position_limit) < 1:
-            raise ValueError(f"position_limit must be a positive frame count or None, got {position_limit}")
         # Constructor arguments, saved with a model so the architecture can be rebuilt from its config.
         self.conf = dict(n_mels=n_mels, d_model=d_model, n_heads=n_heads, n_layers=n_layers, ffn_dim=ffn_dim,
                          max_source_positions=max_source_positions, dropout=dropout,
                          attention_dropout=attention_dropout, activation_dropout=activation_dropout)
-        if position_limit is not None:  # only when set, so configs of models without one stay as they were
-            self.conf["position_limit"] = int(position_limit)
-        self.position_limit = None if position_limit is None else int(position_limit)
+        self.set_position_limit(position_limit)  # in conf only when set: older configs stay as they were
         self.n_mels = n_mels
         self.d_model = d_model
         self.conv1 = nn.Conv1d(n_mels, d_model, kernel_size=3, padding=1)
