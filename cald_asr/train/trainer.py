@@ -40,7 +40,7 @@ from cald_asr.models.asr_ctc import ASRCTCModel
 from cald_asr.models.model_file import save_model
 from cald_asr.models.text_classifier import TextClassifier
 from cald_asr.scoring.accuracy import accuracy, macro_f1
-from cald_asr.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cald_asr.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cald_asr.train.distributed import DistInfo, all_true, barrier, shard
 from cald_asr.train.optim import build_optimizer, build_scheduler
 from cald_asr.train.report import Scalars, get_logger
@@ -234,6 +234,25 @@ def _frames(model: nn.Module, lengths: Sequence[int]) -> int:
     return int(model.output_lengths(torch.tensor(list(lengths), dtype=torch.long)).sum())
 
 
+# Options that only change what is logged or how often: a resumed run may change them freely.
+RESUME_FREE_KEYS = ("log_every", "valid_every", "checkpoint_every", "snapshot_every", "num_threads",
+                    "valid_batch_bins", "stop_after", "max_nonfinite_in_a_row")
+
+
+def check_resumable(saved: Optional[Dict[str, Any]], cfg: Dict[str, Any], path: Path) -> None:
+    """Refuse to resume under a config that differs from the checkpoint's in anything that shapes training
+    (model, optimiser, schedule, data): the optimiser state alone would fail with an unreadable error or,
+    worse, load and train something else than either config describes."""
+    if saved is None:
+        return
+    keys = sorted((set(saved) | set(cfg)) - set(RESUME_FREE_KEYS))
+    diff = [k for k in keys if saved.get(k) != cfg.get(k)]
+    if diff:
+        shown = "; ".join(f"{k}: {saved.get(k)!r} -> {cfg.get(k)!r}" for k in diff[:6])
+        raise CheckpointError(f"{path} was written by a run with other options ({shown}); resume with the same "
+                              f"options, or retrain from the start with --force")
+
+
 def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer, out_dir: Path,
           model_fields: Dict[str, Any], guide: Optional[Guide] = None, resume: bool = False,
           info: DistInfo = DistInfo(), device: torch.device = torch.device("cpu")) -> Dict[str, Any]:
@@ -278,6 +297,7 @@ def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer
     ckpt_path = out_dir / CHECKPOINT_NAME
     if resume and ckpt_path.is_file():
         ck = load_checkpoint(ckpt_path, device)
+        check_resumable(ck.get("config"), cfg, ckpt_path)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])

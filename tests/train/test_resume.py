@@ -83,6 +83,21 @@ def test_std_run_stopped_and_resumed(yesno, tmp_path):
     assert max_abs_diff(state_of(stopped / "final"), state_of(straight / "final")) <= TOL
 
 
+def test_resume_under_other_options_is_refused_and_force_restarts(yesno, tmp_path):
+    """A checkpoint written under other training options is not resumed (the optimiser state would not fit or
+    would train something neither config describes); --force retrains from step 0 instead of resuming."""
+    out = tmp_path / "run"
+    assert asr_train.main(std_args(yesno, out, *STD, "--stop_after", 3)) == 0
+    assert asr_train.main(std_args(yesno, out, *STD, "--optim_conf.lr", "5e-4", "--resume")) == 1
+    assert read_step(out / CHECKPOINT_NAME) == 3, "the refused resume left the checkpoint alone"
+    # logging and checkpoint cadence may change on resume
+    assert asr_train.main(std_args(yesno, out, *STD, "--log_every", 3, "--stop_after", 4, "--resume")) == 0
+    assert resumed_at(out) == [3]
+    assert asr_train.main(std_args(yesno, out, *STD, "--optim_conf.lr", "5e-4", "--resume", "--force")) == 0
+    assert resumed_at(out) == [3], "--force started afresh"
+    assert read_step(out / CHECKPOINT_NAME) == 12
+
+
 def test_trajectory_run_killed_and_resumed(yesno, teacher, tmp_path):
     straight = tmp_path / "straight"
     assert asr_train.main(cald_args("trajectory", yesno, teacher, straight, *TRAJECTORY)) == 0
