@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .conv import causal_depthwise_conv
 from .kernels import ssd_kernel, want_kernels
-from .mamba2_layer import conf_of, mixer_params, run_layer
+from .mamba2_layer import conf_of, mixer_params, run_directions, run_layer
 from .masking import check_lengths, none_if_full, reverse_index, reverse_time, valid_mask
 from .ssd import DEFAULT_CHUNK, ssd_scan
 
@@ -142,6 +142,9 @@ def mamba2_directions(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor
         return mamba2_directions_wide(mods, reverse, x, lengths, use_kernels=True)
     b, T, _ = x.shape
     lengths = none_if_full(check_lengths(lengths, b, T), T)
+    params = [p for m in mods for p in mixer_params(m)]
+    if lengths is None:  # no padding: no stacked or reversed whole-sequence copies (see run_directions)
+        return run_directions(x, reverse, conf_of(mods[0]), params)
     mask = valid_mask(lengths, T, x.device)
     if mask is not None:
         # padding is read by nothing valid (it comes after each row's frames in both directions);
@@ -149,7 +152,7 @@ def mamba2_directions(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor
         x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
     inputs = [reverse_time(x, lengths) if r else x for r in reverse]
     X = torch.stack(inputs) if len(inputs) > 1 else inputs[0].unsqueeze(0)
-    Y = run_layer(X, conf_of(mods[0]), [p for m in mods for p in mixer_params(m)])
+    Y = run_layer(X, conf_of(mods[0]), params)
     out = None
     for yk, r in zip(Y.unbind(0), reverse):  # unbind: one backward node, no zero-filled grads
         yk = reverse_time(yk, lengths) if r else yk

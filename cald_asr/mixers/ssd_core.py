@@ -192,7 +192,7 @@ def chunk_backward(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Op
     dS = x.new_empty(c, S, G, r * P, N)
     dinit = _recurrence(dS, decay.view(S, c, G, r, 1, 1), dfinal, dYo, Cc, r, P, reverse=True)
     dinit = dinit.view(S, H, P * N)
-    dlam = torch.linalg.vecdot(dS.view(c, S, H, P * N), prev.view(c, S, H, P * N))  # (c,S,H)
+    dlam = rowdot(dS.view(c, S, H, P * N), prev.view(c, S, H, P * N))  # (c,S,H)
     dcum[:, -1, :] += (dlam.transpose(0, 1) * decay).reshape(Q, H)
     cs = c * S
     dS_g = dS.view(cs, G, r * P, N)

@@ -150,3 +150,40 @@ def test_one_thread_per_mixer_equals_shared_ops(monkeypatch):
     torch.testing.assert_close(ya, yb, rtol=1e-12, atol=1e-12)
     for a, b in zip(ga, gb):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(CONFS))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_full_rows_path_equals_autograd_composition(name, threads, monkeypatch):
+    """Rows without padding (given as None or as full lengths) take their own path (run_directions):
+    each mixer reads its blocks straight from x, reversed one block at a time, and writes its output
+    and, in backward, its input gradient in x's time order. Across block boundaries and a chunk
+    remainder (45 frames: blocks of 16, chunks of 8 or 1), with the directions in one thread or one
+    each: the output under inference_mode, and the output and every gradient of the autograd node
+    (_FullRows), equal the reference."""
+    monkeypatch.setattr(layer_mod, "DEFAULT_BLOCK", 16)
+    cls, conf = CONFS[name]
+    torch.manual_seed(sorted(CONFS).index(name) + 1000 * threads)
+    m = cls(16, **conf).double()
+    randomize(m)
+    mods, reverse = mods_of(m)
+    x = torch.randn(2, 45, 16, **F64, requires_grad=True)
+    params = [x] + list(m.parameters())
+    ref = mamba2_directions_wide(mods, reverse, x, None, use_kernels=False)
+    g = torch.randn_like(ref)
+    gb = torch.autograd.grad((ref * g).sum(), params)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            inferred = mamba2_directions(mods, reverse, x.detach(), torch.tensor([45, 45]))
+        ours = mamba2_directions(mods, reverse, x, None)
+        assert type(ours.grad_fn).__name__ == "_FullRowsBackward"
+        ga = torch.autograd.grad((ours * g).sum(), params)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(inferred, ref.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    names = ["x"] + [n for n, _ in m.named_parameters()]
+    for n, a, b in zip(names, ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=n)

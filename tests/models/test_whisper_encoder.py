@@ -143,17 +143,32 @@ def test_position_limit_clamps_rows_from_the_limit_on():
         WhisperEncoder(n_mels=8, d_model=16, n_heads=2, n_layers=1, ffn_dim=32, position_limit=0)
 
 
-def test_blocked_feed_forward_at_inference_equals_the_whole_sequence_pass(monkeypatch):
+@pytest.mark.parametrize("mixer", [None, "bimamba2"])
+@pytest.mark.parametrize("batch", ["padded", "one"])
+def test_inference_path_equals_the_training_path(monkeypatch, mixer, batch):
+    """At inference the layers add residuals into the mixer's output, run the feed-forward block in
+    place frame block by frame block, apply GELU in place and add clamped positions by broadcasting:
+    outputs and every layer's hidden state (kept by the caller, so never overwritten) equal the grad-
+    enabled path's, for attention and a converted BiMamba2, padded batches and one full-length row."""
+    from cald_asr.convert import convert_model
     from cald_asr.models.encoders import whisper
 
     monkeypatch.setattr(whisper, "FFN_BLOCK", 7)  # 3 blocks and a partial one on 25 frames
     torch.manual_seed(0)
-    enc = WhisperEncoder(n_mels=8, d_model=16, n_heads=2, n_layers=2, ffn_dim=32).eval()
-    feats = torch.randn(2, 50, 8)
-    lengths = torch.tensor([50, 37])
+    enc = WhisperEncoder(n_mels=8, d_model=16, n_heads=2, n_layers=2, ffn_dim=32, position_limit=20).eval()
+    if mixer:
+        class Holder(torch.nn.Module):  # convert_model works on a model holding an encoder
+            def __init__(self):
+                super().__init__()
+                self.encoder = enc
+        convert_model(Holder(), mixer, dict(d_state=4, headdim=8, chunk_size=4))
+    feats, lengths = torch.randn(2, 50, 8), torch.tensor([50, 37])
+    if batch == "one":
+        feats, lengths = feats[:1], lengths[:1]
     whole = enc(feats, lengths)  # grad enabled: the whole-sequence path
     with torch.inference_mode():
         blocked = enc(feats, lengths)
+    assert len(blocked.hidden_states) == 2
     for a, b in zip(blocked.hidden_states, whole.hidden_states):
         torch.testing.assert_close(a, b.detach(), atol=1e-6, rtol=1e-6)
 

@@ -102,18 +102,24 @@ class WhisperEncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
-        x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), lengths))
-        if x.shape[1] > FFN_BLOCK and not self.training and not torch.is_grad_enabled():
-            # Inference on a long input: the feed-forward block frame block by frame block, as it
-            # works on each frame alone. Whole-sequence intermediates (frames x ffn_dim: 92 MB at 5
-            # minutes for tiny.en) come as fresh mmap'd pages on every call, and faulting them in
-            # costs about as much as the GELU on them; blocks stay in reused heap memory and cache.
-            out = torch.empty_like(x)
-            for s in range(0, x.shape[1], FFN_BLOCK):
-                xb = x[:, s:s + FFN_BLOCK]
-                torch.add(xb, self.ffn(self.final_layer_norm(xb)), out=out[:, s:s + FFN_BLOCK])
-            return out
-        return x + self.dropout(self.ffn(self.final_layer_norm(x)))
+        h = self.self_attn(self.self_attn_layer_norm(x), lengths)
+        if self.training or torch.is_grad_enabled():
+            x = x + self.dropout(h)
+            return x + self.dropout(self.ffn(self.final_layer_norm(x)))
+        # Inference: the residual sums go into the mixer's output, a tensor made for this call, so
+        # a layer allocates no whole-sequence tensor of its own beyond the norm and mixer outputs
+        # (x, the caller's, is only read: encoders keep it as a hidden state). On a long input
+        # every whole-sequence tensor is a fresh mmap whose pages fault in on first touch.
+        x = h.add_(x)
+        if x.shape[1] <= FFN_BLOCK:
+            return x.add_(self.ffn(self.final_layer_norm(x)))
+        # The feed-forward block frame block by frame block, as it works on each frame alone: its
+        # whole-sequence intermediates (frames x ffn_dim: 92 MB at 5 minutes for tiny.en) would be
+        # fresh pages on every call; blocks stay in reused heap memory and cache.
+        for s in range(0, x.shape[1], FFN_BLOCK):
+            xb = x[:, s:s + FFN_BLOCK]
+            xb.add_(self.ffn(self.final_layer_norm(xb)))
+        return x
 
 
 class WhisperEncoder(nn.Module):
@@ -170,6 +176,19 @@ class WhisperEncoder(nn.Module):
         extra = sinusoids(table.shape[0], n, self.d_model).to(table)
         return torch.cat([table, extra], dim=0)
 
+    def add_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """x + positions (no autograd): past position_limit every frame gets the limit's last row,
+        added by broadcasting instead of from a materialised (frames x d_model) table."""
+        T = x.shape[1]
+        if self.position_limit is None or T <= self.position_limit:
+            return x + self.positions(T).to(x.dtype)
+        n = self.position_limit
+        head = self.positions(n).to(x.dtype)
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        torch.add(x[:, :n], head, out=out[:, :n])
+        torch.add(x[:, n:], head[-1], out=out[:, n:])
+        return out
+
     def output_lengths(self, feat_lengths: torch.Tensor) -> torch.Tensor:
         return conv_output_lengths(feat_lengths)
 
@@ -192,9 +211,13 @@ class WhisperEncoder(nn.Module):
         def keep_in(t: torch.Tensor) -> torch.Tensor:
             return t.masked_fill(~in_valid, 0.0) if padded else t
 
+        # inference: activations in place and positions added without a whole-sequence table (see
+        # WhisperEncoderLayer.forward: each whole-sequence tensor of a long input costs page faults)
+        inference = not self.training and not torch.is_grad_enabled()
+        act = torch.ops.aten.gelu_ if inference else self.act
         x = keep_in(feats.transpose(1, 2))
-        x = keep_in(self.act(self.conv1(x)))
-        x = self.act(self.conv2(x))
+        x = keep_in(act(self.conv1(x)))
+        x = act(self.conv2(x))
         out_lengths = self.output_lengths(feat_lengths)
         T2 = x.shape[-1]
         valid = length_mask(out_lengths, T2)[..., None]  # (B, T', 1)
@@ -203,7 +226,7 @@ class WhisperEncoder(nn.Module):
             return t.masked_fill(~valid, 0.0) if padded else t
 
         x = keep(x.transpose(1, 2))
-        x = self.dropout(x + self.positions(T2).to(x.dtype))
+        x = self.add_positions(x) if inference else self.dropout(x + self.positions(T2).to(x.dtype))
 
         hidden_states: List[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
