@@ -187,6 +187,7 @@ class TrajectoryGuide(Guide):
         self.update_every, self.mode, self.grad_clip = int(update_every), mode, grad_clip
         self.optimizer = build_optimizer(teacher, "adamw", {"lr": lr, "weight_decay": weight_decay})
         self.updates = 0
+        self.skipped = 0  # teacher steps skipped for a non-finite loss or gradient
 
     def distils(self, step: int) -> bool:
         return True
@@ -199,21 +200,29 @@ class TrajectoryGuide(Guide):
             return
         self.teacher.train()
         self.optimizer.zero_grad(set_to_none=True)
+        finite = True
         for batch, weight in batches:
             loss = self.task_loss(self.train_view, batch) * weight
+            finite = finite and bool(torch.isfinite(loss))
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), self.grad_clip)
-        self.optimizer.step()
-        self.updates += 1
+        norm = torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), self.grad_clip)
+        if finite and bool(torch.isfinite(norm)):
+            self.optimizer.step()
+            self.updates += 1
+        else:
+            # as the student's guard does: one bad batch must not turn the teacher's weights into NaN
+            self.skipped += 1
+        self.optimizer.zero_grad(set_to_none=True)
 
     def state_dict(self):
         return {"teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "updates": self.updates}
+                "updates": self.updates, "skipped": self.skipped}
 
     def load_state_dict(self, state):
         self.teacher.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
+        self.skipped = int(state.get("skipped", 0))  # checkpoints from before the count
 
 
 def copy_model(model: nn.Module) -> nn.Module:

@@ -444,8 +444,10 @@ def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer
         png = scalars.plot()
         result = (f"best dev WER {st[best]:.2f}%" if task is ASR else
                   f"best dev accuracy {100 - st[best]:.2f}% (macro-F1 {st.get('best_macro_f1', math.nan):.2f}%)")
+        teacher_skips = getattr(guide, "skipped", None)
+        teacher_note = "" if teacher_skips is None else f", {teacher_skips} teacher update(s)"
         log.info(f"done: {st['step']} steps, {result} at step {st['best_step']}; "
-                 f"{st['nonfinite_total']} batch(es) skipped as non-finite; curves: {png}")
+                 f"{st['nonfinite_total']} batch(es){teacher_note} skipped as non-finite; curves: {png}")
     scalars.close()
     return dict(st)
 

@@ -9,7 +9,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cald_asr.distill.guides import Guide
-from train_helpers import build, cald_args, max_abs_diff, state_of, train_in_process
+from train_helpers import build, cald_args, datasets, max_abs_diff, state_of, train_in_process
 
 # the method's table, restated here rather than imported, so the code is checked against the spec
 EXPECTED_START = {"unguided": "pretrained", "target": "finetuned", "trajectory": "pretrained",
@@ -179,3 +179,27 @@ def test_new_mixers_follow_the_run_seed(yesno, teacher, tmp_path):
     torch.rand(1000)
     assert max_abs_diff(first, mixers()) == 0
     assert max_abs_diff(first, mixers("--seed", 1)) > 0
+
+
+def test_trajectory_teacher_skips_a_non_finite_update(yesno, teacher, tmp_path):
+    """A batch whose teacher loss is not finite leaves the concurrent teacher's weights and optimiser as
+    they were (counted in `skipped`, checkpointed); the next finite batch updates it as usual. The bad
+    batch is a real yesno batch with NaN features."""
+    from cald_asr.data.collate import pad_collate
+
+    _, _, fields, guide, _ = build(cald_args("trajectory", yesno, teacher, tmp_path / "run", "--update_every", 1,
+                                             "--teacher_lr", 1e-3, *QUIET))
+    train_set, _, _ = datasets(fields, yesno)
+    good = pad_collate([train_set[i] for i in range(3)])
+    bad = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in good.items()}
+    bad["speech"][0] = float("nan")
+    before = state_of(guide.teacher)
+    guide.after_step([(bad, 1.0)], 1)
+    assert guide.skipped == 1 and guide.updates == 0
+    assert max_abs_diff(state_of(guide.teacher), before) == 0
+    assert not guide.optimizer.state, "no optimiser step was taken"
+    guide.after_step([(good, 1.0)], 2)
+    assert guide.skipped == 1 and guide.updates == 1
+    after = state_of(guide.teacher)
+    assert all(torch.isfinite(v).all() for v in after.values()) and max_abs_diff(after, before) > 0
+    assert guide.state_dict()["skipped"] == 1
