@@ -3,6 +3,7 @@
 yesno runs in the default suite; FSDD and AN4 take minutes and are marked "recipe".
 """
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -96,6 +97,14 @@ def test_yesno_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "up to date, skipping" in r.stdout and r.stdout.count("holds a finished run, skipping") == 3
     assert r.stdout.count("is decoded, skipping") == 3
+    # a retrained model (here: its file rewritten later) makes its decode stale: decoded again, the rest kept
+    model = d["exp"] / "asr_teacher_tiny_char" / "best" / "model.safetensors"
+    later = (dec / ".done").stat().st_mtime + 10
+    os.utime(model, (later, later))
+    r, _ = run_recipe("yesno", tmp_path, "--stage", "7", "--stop_stage", "7")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("is decoded, skipping") == 2
+    assert "stage 7: decoding" in r.stdout and "asr_teacher_tiny_char/best" in r.stdout.split("stage 7: decoding")[1]
 
 
 def test_unknown_option_is_refused(tmp_path):

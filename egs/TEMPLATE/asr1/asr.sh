@@ -169,7 +169,10 @@ if run_stage 7; then
     [ -f "$model/model.safetensors" ] || { log "error: $model/model.safetensors not found (stages 5-6 first)"; exit 1; }
     for s in $test_sets; do
       dec="$model/$inference_tag/$s"
-      if [ -f "$dec/.done" ] && [ "$force" = false ]; then log "stage 7: $dec is decoded, skipping"; continue; fi
+      # done = finished after the model was written: a retrained model (stage 5/6 --force) is decoded again
+      if [ "$dec/.done" -nt "$model/model.safetensors" ] && [ "$force" = false ]; then
+        log "stage 7: $dec is decoded, skipping"; continue
+      fi
       log "stage 7: decoding $dumpdir/$s with $model -> $dec/"
       n=$(wc -l < "$dumpdir/$s/$data_name"); jobs=$(( nj < n ? nj : n ))
       mkdir -p "$dec/logdir"

@@ -170,7 +170,10 @@ if run_stage 7; then
     [ -f "$model/model.safetensors" ] || { log "error: $model/model.safetensors not found (stages 5-6 first)"; exit 1; }
     for s in $eval_sets; do
       out="$model/$inference_tag/$s"
-      if [ -f "$out/.done" ] && [ "$force" = false ]; then log "stage 7: $out is done, skipping"; continue; fi
+      # done = finished after the model was written: a retrained model (stage 5/6 --force) is decoded again
+      if [ "$out/.done" -nt "$model/model.safetensors" ] && [ "$force" = false ]; then
+        log "stage 7: $out is done, skipping"; continue
+      fi
       log "stage 7: classifying $dumpdir/$s with $model -> $out/"
       mkdir -p "$out"
       # one job per set, on every core: its timing is the model's time per example
