@@ -181,9 +181,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "asr_train", doc: str
         (out / "config.yaml").write_text(yaml.safe_dump({"train": cfg, "args": vars(args)}, sort_keys=False))
     try:
         # --force retrains from the start: a finished run's checkpoint is not a point to resume from
-        train(cfg, model, train_set, valid_set, tokenizer, out, fields, guide, resume=args.resume and not args.force,
-              info=info,
-              device=device)
+        train(cfg, model, train_set, valid_set, tokenizer, out, fields, guide,
+              resume=args.resume and not args.force, info=info, device=device)
     except CheckpointError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1

@@ -318,8 +318,8 @@ def _split(xBC: Tensor, cf: Conf, S: int, T: int):
 def _forward(X: Tensor, cf: Conf, params, save: bool, Y: Optional[Tensor] = None, reverse: bool = False):
     """Per block: zx = in_proj(x) (with the previous block's last Kc-1 rows above it, which the
     causal conv reads), u = conv(x, B, C), xBC = silu(u), dt = softplus(.), SSD scan, gated RMS
-    norm, out_proj. The norm weight is folded into out_proj's weight. reverse (inference on full-
-    length rows): the mixers read X reversed in time and Y is written back in X's time order."""
+    norm, out_proj. The norm weight is folded into out_proj's weight. reverse (full-length rows
+    only): the mixers read X reversed in time and Y is written back in X's time order."""
     K, b, T, Dm = X.shape
     p = _unpack(params, K)
     S, di, cd, H, Kc, L = K * b, cf.di, cf.cd, cf.H, cf.Kc, cf.L
@@ -340,9 +340,11 @@ def _forward(X: Tensor, cf: Conf, params, save: bool, Y: Optional[Tensor] = None
         zxh[:, :, :Kc - 1] = hist
         for k in range(K):
             _linear_into(zxh[k, :, Kc - 1:Kc - 1 + n], Xb[k], p.in_w[k], p.in_b[k])
-            if n < Tb:  # in_proj of zero padding frames
-                pad = zxh[k, :, Kc - 1 + n:]
-                pad.copy_(p.in_b[k]) if p.in_b[k] is not None else pad.zero_()
+            if n < Tb:  # in_proj of the zero frames that pad the block to whole chunks
+                if p.in_b[k] is None:
+                    zxh[k, :, Kc - 1 + n:].zero_()
+                else:
+                    zxh[k, :, Kc - 1 + n:].copy_(p.in_b[k])
         hist = zxh[:, :, Tb:]
         zx = zxh[:, :, Kc - 1:]
         xpad = zxh[..., di:di + cd]
