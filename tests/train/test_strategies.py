@@ -184,7 +184,7 @@ def test_new_mixers_follow_the_run_seed(yesno, teacher, tmp_path):
 def test_trajectory_teacher_skips_a_non_finite_update(yesno, teacher, tmp_path):
     """A batch whose teacher loss is not finite leaves the concurrent teacher's weights and optimiser as
     they were (counted in `skipped`, checkpointed); the next finite batch updates it as usual. The bad
-    batch is a real yesno batch with NaN features."""
+    batch is a real yesno batch whose first utterance's samples are NaN."""
     from cald_asr.data.collate import pad_collate
 
     _, _, fields, guide, _ = build(cald_args("trajectory", yesno, teacher, tmp_path / "run", "--update_every", 1,
