@@ -19,6 +19,7 @@ teacher_mode is "train", so target guidance is deterministic and can be cached o
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -75,33 +76,80 @@ class Guide:
         pass
 
 
+def _update_hash(h, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous().reshape(-1)
+    h.update(f"{t.dtype}:{t.numel()};".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes())
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """sha1 of every parameter and buffer (names, dtypes, shapes, values), first 16 hex digits."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}{tuple(t.shape)}".encode())
+        _update_hash(h, t)
+    return h.hexdigest()[:16]
+
+
 class TeacherCache:
     """Per-utterance teacher outputs (every layer's hidden state and the logits, float16) stored once on
     disk and read back instead of re-running a fixed teacher every epoch. Logits are per frame (B, T, V)
-    for ASR and per utterance (B, C) for a classifier; lengths are read back from the hidden states."""
+    for ASR and per utterance (B, C) for a classifier; lengths are read back from the hidden states.
 
-    def __init__(self, directory: Path):
+    Stored under a folder named by the teacher's weights fingerprint (when the teacher is given), so a
+    retrained teacher in the same experiment folder never reads another teacher's outputs. Each entry
+    also keeps a hash of its input: an utterance id whose input has changed since (other audio or text
+    under the same id, e.g. after data prep was rerun) is recomputed, not served stale."""
+
+    def __init__(self, directory: Path, teacher: Optional[nn.Module] = None):
         self.dir = Path(directory)
+        if teacher is not None:
+            self.dir = self.dir / weights_fingerprint(teacher)
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def _path(self, utt: str) -> Path:
         return self.dir / f"{utt}.pt"
 
+    @staticmethod
+    def _input_hashes(batch: Dict[str, Any]) -> List[str]:
+        """sha1 of each utterance's unpadded input (shape, dtype and values)."""
+        x, lengths = model_inputs(batch)
+        out = []
+        for b, n in enumerate(lengths.tolist()):
+            h = hashlib.sha1(str(tuple(x[b, :n].shape)).encode())
+            _update_hash(h, x[b, :n])
+            out.append(h.hexdigest())
+        return out
+
+    def _load(self, utt: str, input_hash: str, device) -> Optional[Dict[str, Any]]:
+        path = self._path(utt)
+        if not path.is_file():
+            return None
+        item = torch.load(path, map_location=device, weights_only=True)
+        return item if item.get("input_sha1") == input_hash else None
+
     def get(self, batch: Dict[str, Any], compute: Callable[[], ModelOutput]) -> ModelOutput:
         utts = batch["utt_ids"]
-        if not all(self._path(u).is_file() for u in utts):
+        device = model_inputs(batch)[0].device
+        hashes = self._input_hashes(batch)
+        items = []
+        for u, input_hash in zip(utts, hashes):
+            item = self._load(u, input_hash, device)
+            if item is None:
+                break
+            items.append(item)
+        if len(items) < len(utts):
             out = compute()
             per_utt = out.logits.dim() == 2
             for b, u in enumerate(utts):
                 n = int(out.out_lengths[b])
                 item = {"hidden": torch.stack([h[b, :n] for h in out.hidden_states]).half(),
-                        "logits": (out.logits[b] if per_utt else out.logits[b, :n]).half()}
+                        "logits": (out.logits[b] if per_utt else out.logits[b, :n]).half(),
+                        "input_sha1": hashes[b]}
                 tmp = self._path(u).with_suffix(".tmp")
                 torch.save(item, tmp)
                 tmp.replace(self._path(u))
             return out
-        device = model_inputs(batch)[0].device
-        items = [torch.load(self._path(u), map_location=device, weights_only=True) for u in utts]
         lengths = torch.tensor([it["hidden"].shape[1] for it in items], device=device)
         T = int(lengths.max())
         pad = lambda x: nn.functional.pad(x.float(), (0, 0, 0, T - x.shape[-2]))  # noqa: E731
@@ -116,7 +164,7 @@ class TargetGuide(Guide):
 
     def __init__(self, teacher: nn.Module, mode: str = "eval", cache_dir: Optional[Path] = None):
         self.teacher, self.mode = teacher, mode
-        self.cache = TeacherCache(cache_dir) if cache_dir is not None else None
+        self.cache = TeacherCache(cache_dir, teacher) if cache_dir is not None else None
         if self.cache is not None and mode != "eval":
             raise ValueError("the teacher cache needs teacher_mode eval (train mode is not deterministic)")
 

@@ -1,8 +1,9 @@
 """Text classification through the one trainer: a few steps of each of the five strategies on a tiny
 slice of real SST-2 with the real all-MiniLM-L6-v2 (Linformer students, one BiMamba2), the recipe's own
 CALD configs; the per-utterance normalisation of the classifier's loss terms; best/ chosen by dev
-accuracy; the teacher cache with per-utterance logits."""
+accuracy; the teacher cache with per-utterance logits, per teacher, checked against its inputs."""
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,31 @@ def test_teacher_cache_keeps_per_utterance_logits(sst2, tmp_path):
     assert torch.allclose(again.logits, direct.logits, atol=2e-3)
     for h_cached, h in zip(again.hidden_states, direct.hidden_states):
         assert torch.allclose(h_cached, h, atol=1e-2)
+
+
+def test_teacher_cache_is_per_teacher_and_checks_inputs(sst2, tmp_path):
+    """A retrained teacher in the same folder, or another text under a cached id, is never served the
+    stored outputs: both are recomputed (and the second then answered from the cache)."""
+    teacher, _ = load_model(sst2 / "std" / "best")
+    from cald_asr.data.text_dataset import TextDataset
+
+    ds = TextDataset(sst2 / "dump" / "train", ["negative", "positive"])
+    batch = ds.collate([ds[i] for i in (3, 5)])
+    run = lambda m, b: (lambda: m(*model_inputs(b)))  # noqa: E731
+    with torch.no_grad():
+        first = TeacherCache(tmp_path, teacher).get(batch, run(teacher, batch))
+        other = copy.deepcopy(teacher)
+        list(other.parameters())[-1].add_(0.5)  # the classifier bias: every logit moves
+        calls = []
+        got = TeacherCache(tmp_path, other).get(batch, lambda: calls.append(1) or other(*model_inputs(batch)))
+        assert calls == [1] and not torch.allclose(got.logits, first.logits, atol=1e-3)
+        assert len([d for d in tmp_path.iterdir() if d.is_dir()]) == 2  # one folder per teacher
+
+        # utterance 5's id now holds utterance 30's text
+        changed = ds.collate([ds[i] for i in (3, 30)])
+        changed["utt_ids"] = list(batch["utt_ids"])
+        cache = TeacherCache(tmp_path, teacher)
+        fresh = cache.get(changed, run(teacher, changed))
+        again = cache.get(changed, lambda: pytest.fail("the recomputed entry must be stored"))
+    assert torch.allclose(again.logits[1], fresh.logits[1], atol=2e-3)
+    assert not torch.allclose(fresh.logits[1], first.logits[1], atol=1e-3)
