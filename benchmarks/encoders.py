@@ -303,7 +303,7 @@ def make_synthetic(preset: str, out_dir: Path, mixers: Sequence[str]) -> Dict[st
     spec = SYNTHETIC[preset]
     config = {"model": "asr_ctc", "frontend": "whisper_logmel", "frontend_conf": {"n_mels": 80},
               "encoder": "whisper", "encoder_conf": dict(spec["encoder_conf"]), "token_list": FSDD_TOKENS,
-              "token_type": "char", "synthetic": preset}
+              "token_type": "char", "initialised_from": f"seeded random weights (synthetic preset {preset})"}
     torch.manual_seed(0)
     teacher = save_model(build_model(config), config, out_dir / f"{preset}_teacher")
     students = []

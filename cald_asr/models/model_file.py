@@ -5,13 +5,21 @@
 
 Loading builds the architecture from the config (converting it when it names a mixer) and reads the
 tensors strictly: no pickled objects are ever executed, and a missing, truncated or mismatching file is an
-error naming the file. Writes go to a temporary file renamed into place, so a kill never leaves a torn
-model behind.
+error naming the file. A config carries `format_version` (major.minor): a config of a newer major version,
+or with a key this version does not know (a typo, or a field of a newer cald-asr), is refused with the key
+named, not silently ignored; configs written before versions existed (none) load as 1.0.
+
+A model dir is written whole: both files go into a temporary dir beside it, which then replaces the old dir
+in one step (an atomic exchange where the kernel has one), so a kill never leaves new weights beside an old
+config. Whatever else the old dir held (decodings, which name the weights they were made from) is moved
+into the new dir first, so nothing of the user's is deleted.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -29,14 +37,47 @@ from cald_asr.models.text_classifier import TextClassifier
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_KINDS = ("asr_ctc", "text_cls")
+FORMAT_VERSION = "1.0"
+# Every key a model config may hold, and what it is
+MODEL_KEYS = {
+    "format_version": "major.minor of this file format",
+    "model": "asr_ctc or text_cls",
+    "frontend": "feature extractor of waveform input (frontend_conf: its options)", "frontend_conf": "",
+    "encoder": "encoder family (encoder_conf: its architecture)", "encoder_conf": "",
+    "mixer": "linear-time mixer replacing every attention (mixer_conf: its options)", "mixer_conf": "",
+    "token_list": "asr_ctc: the CTC output symbols", "token_type": "char or bpe", "bpemodel": "sentencepiece model",
+    "labels": "text_cls: class names", "pooling": "text_cls: mean or first", "tokenizer": "text_cls: tokenizer dir",
+    "ctc_dropout": "", "classifier_dropout": "",
+    "pretrained_from": "the checkpoint the teacher's encoder was read from",
+    "cald_strategy": "the strategy a student was trained with", "initialised_from": "the model it started from",
+    "converted_from": "the transformer `convert` converted",
+    "trained_steps": "optimiser steps behind these weights",
+}
 
 
 class ModelFileError(ValueError):
     """A model config or weights file that cannot be used; the message names the file."""
 
 
+def check_model_config(config: Dict[str, Any], source: str) -> None:
+    """Refuse a config this version cannot read faithfully: a newer major format version, or unknown keys."""
+    version = config.get("format_version", FORMAT_VERSION)
+    try:
+        major = int(str(version).split(".")[0])
+    except ValueError:
+        raise ModelFileError(f"{source}: format_version {version!r} is not major.minor") from None
+    if major > int(FORMAT_VERSION.split(".")[0]):
+        raise ModelFileError(f"{source}: format_version {version} is newer than this cald-asr reads "
+                             f"({FORMAT_VERSION}); upgrade cald-asr to load it")
+    unknown = sorted(set(config) - set(MODEL_KEYS))
+    if unknown:
+        raise ModelFileError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))} in a model config "
+                             f"(format {FORMAT_VERSION} knows: {', '.join(MODEL_KEYS)})")
+
+
 def build_model(config: Dict[str, Any], source: str = "config") -> nn.Module:
     """A freshly initialised model with the architecture `config` describes."""
+    check_model_config(config, source)
     kind = config.get("model", "asr_ctc")
     if kind not in MODEL_KINDS:
         raise ModelFileError(f"{source}: unknown model {kind!r}; known: {', '.join(MODEL_KINDS)}")
@@ -82,23 +123,55 @@ def model_config(model: nn.Module, /, **fields) -> Dict[str, Any]:
     return config
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if fn is None:
+        return False
+    return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        os.fsync(fd)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        os.close(fd)
 
 
 def save_model(model: nn.Module, config: Dict[str, Any], out_dir: os.PathLike | str) -> Path:
-    """Write out_dir/config.yaml and out_dir/model.safetensors (weights first: a config never points at
-    weights that are not there)."""
+    """Write out_dir/{config.yaml, model.safetensors} together: into a temporary dir that then replaces
+    out_dir (see the module's note); the config gets this format's version."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / WEIGHTS_NAME, lambda p: _st_save_model(model, str(p)))
-    _atomic_write(out / CONFIG_NAME, lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        _st_save_model(model, str(tmp / WEIGHTS_NAME))
+        config = {"format_version": FORMAT_VERSION, **{k: v for k, v in config.items() if k != "format_version"}}
+        (tmp / CONFIG_NAME).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        for name in (WEIGHTS_NAME, CONFIG_NAME):
+            _fsync(tmp / name)
+        if out.is_dir():
+            for entry in out.iterdir():
+                if entry.name not in (WEIGHTS_NAME, CONFIG_NAME):
+                    os.replace(entry, tmp / entry.name)
+        if not out.exists():
+            os.replace(tmp, out)
+        elif not _exchange(tmp, out):
+            old = out.with_name(f".{out.name}.old{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            tmp = old
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return out
 
 

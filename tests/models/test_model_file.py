@@ -105,3 +105,55 @@ def test_weights_of_another_architecture_are_refused(saved, tmp_path):
                                    mixer_conf=dict(d_state=16, headdim=16)), tmp_path / "student")
     with pytest.raises(ModelFileError, match="weights do not match"):
         load_model(saved / "config.yaml", tmp_path / "student" / "model.safetensors")
+
+
+def _edit_config(saved, **changes):
+    path = saved / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    for k, v in changes.items():
+        if v is None:
+            config.pop(k, None)
+        else:
+            config[k] = v
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_configs_carry_a_format_version_and_unknown_keys_are_refused(saved):
+    from cald_asr.models.model_file import FORMAT_VERSION
+
+    assert yaml.safe_load((saved / "config.yaml").read_text())["format_version"] == FORMAT_VERSION
+    path = _edit_config(saved, ctc_dropuot=0.1)
+    with pytest.raises(ModelFileError, match=rf"{path}: unknown key\(s\) 'ctc_dropuot' in a model config"):
+        load_model(saved)
+    _edit_config(saved, ctc_dropuot=None, format_version="2.0")
+    with pytest.raises(ModelFileError, match=rf"{path}: format_version 2.0 is newer than this cald-asr reads"):
+        load_model(saved)
+    _edit_config(saved, format_version="1.7")  # a newer minor version adds nothing this one must understand
+    load_model(saved)
+
+
+def test_a_config_written_before_format_versions_still_loads(saved):
+    _edit_config(saved, format_version=None)
+    model, config = load_model(saved)
+    assert "format_version" not in config and config["token_list"] == TOKENS
+
+
+def test_a_model_dir_is_replaced_whole_or_not_at_all(saved):
+    """A save that fails half-way (here: a config value YAML cannot write) leaves the old weights and config,
+    together; a save that succeeds replaces both and keeps what else the dir holds."""
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+    (saved / "decode_default").mkdir()
+    other = tiny_whisper_ctc()
+    with torch.no_grad():
+        other.ctc.bias.add_(1.0)
+    with pytest.raises(Exception):
+        save_model(other, model_config(other, token_list=TOKENS, trained_steps=object()), saved)
+    assert {p.name: p.read_bytes() for p in saved.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["m"], "no temporary dir is left behind"
+
+    save_model(other, model_config(other, token_list=TOKENS, trained_steps=7), saved)
+    loaded, config = load_model(saved)
+    assert config["trained_steps"] == 7 and torch.equal(loaded.ctc.bias, other.ctc.bias)
+    assert (saved / "decode_default").is_dir(), "other contents of the dir are kept"
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["m"]
