@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# validate_data_dir.sh [--check_audio] [--fix --log FILE] <data-dir>
-# Checks a Kaldi data dir (keys sorted and unique, files consistent, UTF-8, non-empty text, and
-# with --check_audio that every audio file reads). Prints every problem as file:line: message.
+# validate_data_dir.sh [--check_audio [--fs HZ] [--pipe_timeout S]] [--fix --log FILE] <data-dir>
+# Checks a Kaldi data dir (keys sorted and unique, ids usable as file names, files consistent, UTF-8,
+# non-empty text, and with --check_audio that every audio entry decodes to finite samples at one rate,
+# --fs if given; pipe commands run, each under --pipe_timeout seconds, default $CALD_ASR_PIPE_TIMEOUT or
+# 300; and that feature matrices read and share one dimension). Prints every problem as file:line: message.
 exec python -m cald_asr.bin.validate_data_dir "$@"

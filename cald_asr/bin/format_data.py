@@ -3,7 +3,8 @@
     python -m cald_asr.bin.format_data --in_dir data/<set> --out_dir dump/<set> [--fs 16000]
         [--min_sec 0.1] [--max_sec 30] [--filter] [--nj 2] [--frame_shift_ms 10] [--force]
 
-Broken audio (or features) and empty transcripts are dropped and listed in <out_dir>/dropped.log, with
+Broken audio (unreadable, empty, NaN or inf samples, a pipe that fails or runs past $CALD_ASR_PIPE_TIMEOUT)
+or features, and empty transcripts are dropped and listed in <out_dir>/dropped.log, with
 or without --filter, since either would make the output dir invalid; with --filter (training sets) so
 are utterances shorter than --min_sec or longer than --max_sec.
 Exit status 0 if any utterance is left. A finished run leaves <out_dir>/.done; rerunning with the same

@@ -1,6 +1,12 @@
 """Check a Kaldi data directory; optionally fix it by dropping the bad utterances.
 
-    python -m cald_asr.bin.validate_data_dir DATA_DIR [--check_audio] [--fix --log FILE]
+    python -m cald_asr.bin.validate_data_dir DATA_DIR [--check_audio [--fs HZ] [--pipe_timeout S]]
+        [--fix --log FILE]
+
+--check_audio decodes every audio entry once (pipe commands in wav.scp run, as shell commands of the
+user, each under --pipe_timeout) and reads every feature matrix: it reports unreadable, empty or
+non-finite (NaN/inf) audio, sample rates other than --fs (default: the most common rate) and feature
+dimensions other than the most common one.
 
 Exit status: 0 if the dir is valid (or was fixed and still holds utterances), 1 otherwise.
 """
@@ -11,15 +17,34 @@ import argparse
 import sys
 from pathlib import Path
 
+from cald_asr.data.audio import DEFAULT_PIPE_TIMEOUT_S, PIPE_TIMEOUT_ENV
 from cald_asr.data.kaldi_dir import DataDirError
-from cald_asr.data.validate import fix_data_dir, validate_data_dir
+from cald_asr.data.validate import fix_inspected, inspect_data_dir, validate_data_dir
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a {kind.__name__}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"'{text}' must be positive")
+        return value
+
+    return parse
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", type=Path)
     p.add_argument("--check_audio", "--check-audio", action="store_true",
-                   help="also open every audio file / feature matrix (pipe commands are not run)")
+                   help="also decode every audio entry (running pipe commands) and read every feature matrix")
+    p.add_argument("--fs", type=_positive(int), default=None,
+                   help="with --check_audio: the sample rate every recording must have (default: the most common)")
+    p.add_argument("--pipe_timeout", "--pipe-timeout", type=_positive(float), default=None,
+                   help=f"with --check_audio: seconds one pipe command may run (default ${PIPE_TIMEOUT_ENV}, "
+                        f"else {DEFAULT_PIPE_TIMEOUT_S:g})")
     p.add_argument("--fix", action="store_true", help="drop bad utterances from all files (originals in .backup/)")
     p.add_argument("--log", type=Path, default=None,
                    help="with --fix: where to list the dropped utterances (default DATA_DIR/fix_data_dir.log)")
@@ -28,7 +53,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    problems = validate_data_dir(args.data_dir, check_audio=args.check_audio)
+    try:
+        ins = inspect_data_dir(args.data_dir, args.check_audio, args.fs, args.pipe_timeout)
+    except ValueError as e:  # a bad $CALD_ASR_PIPE_TIMEOUT
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    problems = [str(p) for p in ins.problems]
     for p in problems:
         print(p)
     if not problems:
@@ -39,11 +69,13 @@ def main(argv=None) -> int:
         return 1
     log = args.log or args.data_dir / "fix_data_dir.log"
     try:
-        dropped = fix_data_dir(args.data_dir, log, check_audio=args.check_audio)
+        dropped = fix_inspected(ins, log)
     except DataDirError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
-    remaining = validate_data_dir(args.data_dir, check_audio=args.check_audio)
+    # The audio is not decoded again: every audio problem implicated utterances that are now dropped, and the
+    # ones kept share the rate (and feature dimension) that the others were compared with.
+    remaining = validate_data_dir(args.data_dir)
     for p in remaining:
         print(f"still: {p}", file=sys.stderr)
     print(f"{args.data_dir}: fixed, dropped {len(dropped)} utterance(s), log in {log}", file=sys.stderr)

@@ -3,13 +3,21 @@
 Multi-channel rule (Kaldi's, from compute-*-feats with --channel=-1): channel 0 is used and a warning is
 logged, because a silent downmix would hide a wrongly prepared corpus while an error would block stereo
 corpora whose first channel is the intended one. Pass `channel=` to pick another one explicitly.
+
+Pipe entries run through the shell as the user, as in Kaldi. Each runs in its own session under a time
+limit (`pipe_timeout`, else $CALD_ASR_PIPE_TIMEOUT seconds, else 300): a hung command would otherwise stall
+a whole stage, and killing only the shell would leave its children running and holding the pipe open.
+Samples that are NaN or infinite make the audio unusable: written as 16-bit PCM they would become
+full-scale noise, and in training they turn the loss into NaN.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Optional, Tuple
@@ -22,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 # soxr 'HQ' is its high-quality preset (20-bit precision, linear phase); 'VHQ' costs more for no audible gain.
 RESAMPLE_QUALITY = "HQ"
+PIPE_TIMEOUT_ENV = "CALD_ASR_PIPE_TIMEOUT"
+DEFAULT_PIPE_TIMEOUT_S = 300.0
+# Frames decoded at a time when only checking a file: bounds memory for hour-long recordings.
+SCAN_BLOCK_FRAMES = 1 << 18
 
 
 class AudioError(RuntimeError):
@@ -58,19 +70,61 @@ def _short(e: BaseException) -> str:
     return " ".join(str(e).split())[:300]
 
 
-def _read_pipe(spec: str) -> Tuple[np.ndarray, int]:
-    cmd = pipe_command(spec)
+def pipe_timeout_s(value: Optional[float] = None) -> float:
+    """The time limit of one pipe command: `value`, else $CALD_ASR_PIPE_TIMEOUT, else 300 s."""
+    source = "pipe_timeout"
+    if value is None:
+        raw = os.environ.get(PIPE_TIMEOUT_ENV, "").strip()
+        if not raw:
+            return DEFAULT_PIPE_TIMEOUT_S
+        source = PIPE_TIMEOUT_ENV
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{PIPE_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{source}={value!r}: the pipe timeout must be a positive number of seconds")
+    return float(value)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the command's whole process group (the shell and everything it started), then reap the shell."""
     try:
-        proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    proc.wait()
+
+
+def _read_pipe(spec: str, timeout: Optional[float] = None) -> Tuple[np.ndarray, int]:
+    cmd = pipe_command(spec)
+    limit = pipe_timeout_s(timeout)
+    try:
+        # Own session = own process group, so that a timeout can kill the command's children too.
+        proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
     except OSError as e:
         raise AudioError(f"pipe '{cmd} |': cannot run ({_short(e)})") from None
+    try:
+        out, err_bytes = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise AudioError(f"pipe '{cmd} |': timed out after {limit:g} s and was killed with its child processes; "
+                         f"raise the limit with the environment variable {PIPE_TIMEOUT_ENV}=<seconds> (default "
+                         f"{DEFAULT_PIPE_TIMEOUT_S:g}) or validate_data_dir --pipe_timeout") from None
+    except BaseException:  # interrupted: leave no command running behind us
+        _kill_group(proc)
+        raise
     if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()[-300:]
+        err = err_bytes.decode("utf-8", "replace").strip()[-300:]
         raise AudioError(f"pipe '{cmd} |': command failed with exit status {proc.returncode}: {err}")
-    if not proc.stdout:
+    if not out:
         raise AudioError(f"pipe '{cmd} |': empty audio (command wrote nothing)")
     try:
-        data, fs = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
+        data, fs = sf.read(io.BytesIO(out), dtype="float32", always_2d=True)
     except Exception as e:
         raise AudioError(f"pipe '{cmd} |': output is not readable audio ({_short(e)})") from None
     return data, fs
@@ -93,12 +147,50 @@ def resample(x: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
     return soxr.resample(x, fs_in, fs_out, quality=RESAMPLE_QUALITY).astype(np.float32, copy=False)
 
 
-def load_audio(spec: str, target_fs: Optional[int] = None, channel: Optional[int] = None) -> Tuple[np.ndarray, int]:
-    """Return (mono float32 samples in [-1, 1], sample rate); resampled to target_fs when given."""
+def _check_finite(spec: str, n_bad: int, n_total: int) -> None:
+    if n_bad:
+        raise AudioError(f"'{spec}': {n_bad} of {n_total} samples are NaN or infinite (non-finite audio)")
+
+
+def scan_audio(spec: str, pipe_timeout: Optional[float] = None) -> Tuple[int, int]:
+    """Decode every sample once, as load_audio would, and return (sample rate, frames); raises AudioError
+    for all that load_audio rejects. Files are read in blocks, so this needs little memory."""
     spec = spec.strip()
-    data, fs = _read_pipe(spec) if is_pipe(spec) else _read_file(spec)
+    if is_pipe(spec):
+        data, fs = _read_pipe(spec, pipe_timeout)
+        if data.shape[0] == 0:
+            raise AudioError(f"'{spec}': empty audio (0 samples)")
+        _check_finite(spec, int(np.count_nonzero(~np.isfinite(data))), data.size)
+        return int(fs), int(data.shape[0])
+    problem = probe_audio_file(spec)
+    if problem is not None:
+        raise AudioError(problem)
+    frames = n_bad = n_total = 0
+    try:
+        with sf.SoundFile(spec) as f:
+            fs = f.samplerate
+            for block in f.blocks(blocksize=SCAN_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                frames += block.shape[0]
+                n_bad += int(np.count_nonzero(~np.isfinite(block)))
+                n_total += block.size
+    except Exception as e:
+        raise AudioError(f"'{spec}': not a readable audio file ({_short(e)})") from None
+    if frames == 0:
+        raise AudioError(f"'{spec}': empty audio (0 samples)")
+    _check_finite(spec, n_bad, n_total)
+    return int(fs), frames
+
+
+def load_audio(spec: str, target_fs: Optional[int] = None, channel: Optional[int] = None,
+               pipe_timeout: Optional[float] = None) -> Tuple[np.ndarray, int]:
+    """Return (mono float32 samples in [-1, 1], sample rate); resampled to target_fs when given.
+    `pipe_timeout` (seconds) limits a pipe command; None: $CALD_ASR_PIPE_TIMEOUT, else 300."""
+    spec = spec.strip()
+    data, fs = _read_pipe(spec, pipe_timeout) if is_pipe(spec) else _read_file(spec)
     if data.shape[0] == 0:
         raise AudioError(f"'{spec}': empty audio (0 samples)")
+    # Every channel counts, as in scan_audio: a file with NaN anywhere is broken, whichever channel is used.
+    _check_finite(spec, int(np.count_nonzero(~np.isfinite(data))), data.size)
     n_ch = data.shape[1]
     if channel is None:
         if n_ch > 1:

@@ -3,18 +3,19 @@
 A data dir holds `text`, `utt2spk`, `spk2utt` and `wav.scp` or `feats.scp`; optionally `segments` (then
 `wav.scp` is keyed by recording), `utt2num_samples`, `utt2num_frames`, `feats_shape`, `utt2dur`.
 Every problem is reported as 'file:line: message' (or 'file: message' for whole-file problems).
+With `check_audio`, every audio entry is decoded once (pipe commands run, under their time limit) and every
+feature matrix read, so that broken, non-finite or odd-rate audio and odd-dimension features are found.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Set
 
-import soundfile as sf
-
-from cald_asr.data.audio import is_pipe, probe_audio_file
+from cald_asr.data.audio import AudioError, scan_audio
 from cald_asr.data.features import FeatureError, load_feats
 from cald_asr.data.kaldi_dir import DataDirError, utt2spk_to_spk2utt, write_kv
 from cald_asr.data.kv_scan import Problem, ScannedFile, scan_kv
@@ -23,6 +24,8 @@ REQUIRED = ("text", "utt2spk", "spk2utt")
 OPTIONAL_UTT_FILES = ("utt2num_samples", "utt2num_frames", "feats_shape", "utt2dur")
 # Kaldi's extract-segments tolerates segments that end this far past the recording (rounding in corpora).
 SEGMENT_OVERSHOOT_S = 0.5
+# Ids become file names (stage 2 writes dump/<set>/data/<utt>.wav): these would lead out of that directory.
+UNSAFE_ID_PARTS = ("/", "..")
 
 EMPTY_MESSAGES = {
     "text": "empty transcript for utterance '{key}'",
@@ -35,7 +38,7 @@ EMPTY_MESSAGES = {
 
 
 @dataclass
-class _Inspection:
+class Inspection:
     root: Path
     problems: List[Problem] = field(default_factory=list)
     files: Dict[str, ScannedFile] = field(default_factory=dict)
@@ -47,18 +50,23 @@ class _Inspection:
         self.problems.append(Problem(str(self.root / name), line, message, tuple(utts), repair))
 
 
-def validate_data_dir(data_dir, check_audio: bool = False) -> List[str]:
-    """Return every problem found, as 'file:line: message' strings; [] means the dir is valid."""
-    return [str(p) for p in find_problems(data_dir, check_audio)]
+def validate_data_dir(data_dir, check_audio: bool = False, fs: Optional[int] = None,
+                      pipe_timeout: Optional[float] = None) -> List[str]:
+    """Return every problem found, as 'file:line: message' strings; [] means the dir is valid.
+    With check_audio: `fs` is the sample rate every recording must have (None: the most common one);
+    `pipe_timeout` limits each pipe command in seconds (None: $CALD_ASR_PIPE_TIMEOUT, else 300)."""
+    return [str(p) for p in find_problems(data_dir, check_audio, fs, pipe_timeout)]
 
 
-def find_problems(data_dir, check_audio: bool = False) -> List[Problem]:
+def find_problems(data_dir, check_audio: bool = False, fs: Optional[int] = None,
+                  pipe_timeout: Optional[float] = None) -> List[Problem]:
     """The problems as objects that also name the utterances each one implicates."""
-    return _inspect(Path(data_dir), check_audio).problems
+    return _inspect(Path(data_dir), check_audio, fs, pipe_timeout).problems
 
 
-def _inspect(root: Path, check_audio: bool) -> _Inspection:
-    ins = _Inspection(root)
+def _inspect(root: Path, check_audio: bool, fs: Optional[int] = None,
+             pipe_timeout: Optional[float] = None) -> Inspection:
+    ins = Inspection(root)
     if not root.is_dir():
         ins.problems.append(Problem(str(root), None, "not a directory", repair="fatal"))
         return ins
@@ -80,24 +88,46 @@ def _inspect(root: Path, check_audio: bool) -> _Inspection:
                 p.repair = "spk2utt"
         ins.problems.extend(found)
 
+    _check_ids(ins)
     _check_values(ins)
     _check_segments(ins)
     _check_utterance_sets(ins)
     _check_speakers(ins)
     if check_audio:
-        _check_media(ins)
+        _check_media(ins, fs, pipe_timeout)
     _map_recordings_to_utts(ins)
     return ins
 
 
-def _good(ins: _Inspection, name: str):
+def _good(ins: Inspection, name: str):
     f = ins.files.get(name)
     if f is None:
         return []
     return [(k, v) for k, v in f.entries.items() if k not in f.bad]
 
 
-def _check_values(ins: _Inspection) -> None:
+def _unsafe_id(key: str) -> bool:
+    return any(part in key for part in UNSAFE_ID_PARTS)
+
+
+def _check_ids(ins: Inspection) -> None:
+    """Utterance, recording and speaker ids must be usable as file names: no '/' and no '..'."""
+    why = "contains '/' or '..' (ids become file names such as dump/<set>/data/<id>.wav and must stay there)"
+    segmented = "segments" in ins.files
+    for name, f in ins.files.items():
+        kind = "speaker" if name == "spk2utt" else "recording" if name == "wav.scp" and segmented else "utterance"
+        for key in f.entries:
+            if _unsafe_id(key):
+                if name == "spk2utt":  # utt2spk reports the utterances to drop; spk2utt is regenerated from it
+                    ins.add(name, key, f"speaker id '{key}' {why}", repair="spk2utt")
+                else:
+                    ins.add(name, key, f"{kind} id '{key}' {why}", (key,))
+    for utt, spk in _good(ins, "utt2spk"):
+        if _unsafe_id(spk) and not _unsafe_id(utt):
+            ins.add("utt2spk", utt, f"utterance '{utt}': speaker id '{spk}' {why}", (utt,))
+
+
+def _check_values(ins: Inspection) -> None:
     for utt, spk in _good(ins, "utt2spk"):
         if len(spk.split()) != 1:
             ins.add("utt2spk", utt, f"utterance '{utt}': speaker id '{spk}' must be one field", (utt,))
@@ -121,7 +151,7 @@ def _float(s: str) -> Optional[float]:
         return None
 
 
-def _check_segments(ins: _Inspection) -> None:
+def _check_segments(ins: Inspection) -> None:
     wav = ins.files.get("wav.scp")
     for utt, v in _good(ins, "segments"):
         fields = v.split()
@@ -139,7 +169,7 @@ def _check_segments(ins: _Inspection) -> None:
         ins.rec2utts.setdefault(rec, []).append(utt)
 
 
-def _check_utterance_sets(ins: _Inspection) -> None:
+def _check_utterance_sets(ins: Inspection) -> None:
     """Every utterance in text must be in the audio/feature list and in utt2spk, and vice versa."""
     ref_name = next((n for n in ("text", "utt2spk") if n in ins.files), None)
     if ref_name is None:
@@ -162,7 +192,7 @@ def _check_utterance_sets(ins: _Inspection) -> None:
                 ins.add(name, utt, f"utterance '{utt}' is not in {ref_name}", (utt,))
 
 
-def _check_speakers(ins: _Inspection) -> None:
+def _check_speakers(ins: Inspection) -> None:
     if "utt2spk" not in ins.files or "spk2utt" not in ins.files:
         return
     utt2spk = ins.files["utt2spk"].entries
@@ -183,26 +213,48 @@ def _check_speakers(ins: _Inspection) -> None:
             ins.add("utt2spk", utt, f"utterance '{utt}' (speaker '{spk}') is missing from spk2utt", repair="spk2utt")
 
 
-def _check_media(ins: _Inspection) -> None:
-    """Check audio files (pipes are never run: they may be slow or have side effects) and feature arks."""
+def _check_media(ins: Inspection, fs: Optional[int], pipe_timeout: Optional[float]) -> None:
+    """Decode every audio entry (running pipes) and read every feature matrix, each once."""
+    rates: Dict[str, int] = {}
     for key, spec in _good(ins, "wav.scp"):
-        if is_pipe(spec):
-            continue
-        problem = probe_audio_file(spec)
-        if problem is not None:
-            ins.add("wav.scp", key, f"'{key}': {problem}", (key,))
-        elif key in ins.rec2utts:
-            _check_segment_ends(ins, key, spec)
-    for utt, spec in _good(ins, "feats.scp"):
         try:
-            load_feats(utt, spec)
+            rate, frames = scan_audio(spec, pipe_timeout)
+        except AudioError as e:
+            ins.add("wav.scp", key, f"'{key}': {e}", (key,))
+            continue
+        rates[key] = rate
+        if key in ins.rec2utts:
+            _check_segment_ends(ins, key, frames / rate)
+    expected = fs if fs is not None else _majority(rates)
+    why = "--fs" if fs is not None else f"the rate of {_count(rates, expected)} of {len(rates)} wav.scp entries"
+    for key, rate in rates.items():
+        if rate != expected:
+            ins.add("wav.scp", key, f"'{key}': sample rate {rate} Hz, expected {expected} Hz ({why})", (key,))
+    dims: Dict[str, int] = {}
+    specs = dict(_good(ins, "feats.scp"))
+    for utt, spec in specs.items():
+        try:
+            dims[utt] = int(load_feats(utt, spec).shape[1])
         except FeatureError as e:
             ins.add("feats.scp", utt, str(e), (utt,))
+    expected = _majority(dims)
+    for utt, dim in dims.items():
+        if dim != expected:
+            ins.add("feats.scp", utt, f"utterance '{utt}': features '{specs[utt]}' have dimension {dim}, expected "
+                                      f"{expected} (the dimension of {_count(dims, expected)} of {len(dims)} "
+                                      "matrices)", (utt,))
 
 
-def _check_segment_ends(ins: _Inspection, rec: str, path: str) -> None:
-    info = sf.info(path)
-    dur = info.frames / info.samplerate
+def _majority(values: Dict[str, int]) -> Optional[int]:
+    """The most common value; a tie goes to the one met first in the file."""
+    return Counter(values.values()).most_common(1)[0][0] if values else None
+
+
+def _count(values: Dict[str, int], v: Optional[int]) -> int:
+    return sum(1 for x in values.values() if x == v)
+
+
+def _check_segment_ends(ins: Inspection, rec: str, dur: float) -> None:
     for utt in ins.rec2utts[rec]:
         end = ins.segments[utt][2]
         if end > dur + SEGMENT_OVERSHOOT_S:
@@ -210,7 +262,7 @@ def _check_segment_ends(ins: _Inspection, rec: str, path: str) -> None:
                     (utt,))
 
 
-def _map_recordings_to_utts(ins: _Inspection) -> None:
+def _map_recordings_to_utts(ins: Inspection) -> None:
     """With segments, wav.scp problems name recordings; dropping means dropping their utterances."""
     if "segments" not in ins.files:
         return
@@ -220,12 +272,25 @@ def _map_recordings_to_utts(ins: _Inspection) -> None:
             p.utts = tuple(u for rec in p.utts for u in ins.rec2utts.get(rec, []))
 
 
-def fix_data_dir(data_dir, log_path, check_audio: bool = False) -> Dict[str, str]:
+def inspect_data_dir(data_dir, check_audio: bool = False, fs: Optional[int] = None,
+                     pipe_timeout: Optional[float] = None) -> Inspection:
+    """One pass over the dir (each audio entry decoded once with check_audio): `.problems`, and what
+    fix_inspected needs to drop them without looking at the audio again."""
+    return _inspect(Path(data_dir), check_audio, fs, pipe_timeout)
+
+
+def fix_data_dir(data_dir, log_path, check_audio: bool = False, fs: Optional[int] = None,
+                 pipe_timeout: Optional[float] = None) -> Dict[str, str]:
     """Drop every utterance implicated in a problem from all files, re-sort them, regenerate spk2utt, and
     write `log_path` listing each dropped utterance with its reason. Originals go to `<data_dir>/.backup/`.
-    Returns {utt: reason}. Raises DataDirError if a required file is missing or nothing would be left."""
-    root = Path(data_dir)
-    ins = _inspect(root, check_audio)
+    Returns {utt: reason}. Raises DataDirError if a required file is missing or nothing would be left.
+    `check_audio`, `fs` and `pipe_timeout` as for validate_data_dir."""
+    return fix_inspected(inspect_data_dir(data_dir, check_audio, fs, pipe_timeout), log_path)
+
+
+def fix_inspected(ins: Inspection, log_path) -> Dict[str, str]:
+    """fix_data_dir on a dir already inspected (and not changed since)."""
+    root = ins.root
     fatal = [str(p) for p in ins.problems if p.repair == "fatal"]
     if fatal:
         raise DataDirError("cannot fix " + str(root) + ":\n" + "\n".join(fatal))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from shared_data import SHARED_DATA
 from cald_asr.data.kaldi_dir import utt2spk_to_spk2utt, write_kv
 
 FSDD = SHARED_DATA / "fsdd" / "recordings"
+YESNO = SHARED_DATA / "yesno" / "waves_yesno"  # 8 kHz 16-bit; the name spells the transcript (1 = yes)
 AN4_FEAT = SHARED_DATA / "an4_mfcc" / "feat" / "an4_clstk"
 DIGITS = "zero one two three four five six seven eight nine".split()
 
@@ -33,6 +34,26 @@ def write_fsdd_dir(d: Path, names: Iterable[str]) -> Dict[str, Path]:
     write_kv(d / "utt2spk", utt2spk)
     write_kv(d / "spk2utt", utt2spk_to_spk2utt(utt2spk))
     return {u: Path(p) for u, p in wav.items()}
+
+
+def yesno_names(n: int) -> list:
+    return sorted(p.stem for p in YESNO.glob("*.wav"))[:n]
+
+
+def yesno_text(name: str) -> str:
+    return " ".join("YES" if c == "1" else "NO" for c in name.split("_"))
+
+
+def write_yesno_dir(d: Path, n: int = 4, specs: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """A valid wav.scp data dir over the first n real yesno recordings (one speaker, 'yesno'); `specs`
+    replaces the wav.scp value of some utterances (a bad copy, a pipe). Returns utt -> wav.scp value."""
+    wav = {f"yesno_{name}": str(YESNO / f"{name}.wav") for name in yesno_names(n)}
+    wav.update(specs or {})
+    write_kv(d / "wav.scp", wav)
+    write_kv(d / "text", {u: yesno_text(u[len("yesno_"):]) for u in wav})
+    write_kv(d / "utt2spk", {u: "yesno" for u in wav})
+    write_kv(d / "spk2utt", utt2spk_to_spk2utt({u: "yesno" for u in wav}))
+    return wav
 
 
 def read_an4_mfcc(path: Path) -> np.ndarray:

@@ -70,11 +70,18 @@ def test_empty_audio_file(small_fsdd_data_dir, tmp_path):
     assert len(problems) == 1 and problems[0].endswith("empty audio (0 samples)")
 
 
-def test_pipe_entry_is_not_executed(small_fsdd_data_dir, tmp_path):
+def test_pipe_entry_runs_only_with_check_audio(small_fsdd_data_dir, tmp_path):
     marker = tmp_path / "ran"
     set_wav(small_fsdd_data_dir, "george_0_0", f"touch {marker}; cat {FSDD / '0_george_0.wav'} |")
-    assert validate_data_dir(small_fsdd_data_dir, check_audio=True) == []
+    assert validate_data_dir(small_fsdd_data_dir) == []
     assert not marker.exists()
+    assert validate_data_dir(small_fsdd_data_dir, check_audio=True) == []
+    assert marker.exists()
+    set_wav(small_fsdd_data_dir, "george_0_0", f"cat {tmp_path / 'gone.wav'} |")
+    problems = validate_data_dir(small_fsdd_data_dir, check_audio=True)
+    assert len(problems) == 1 and problems[0].startswith(
+        f"{small_fsdd_data_dir / 'wav.scp'}:1: 'george_0_0': pipe 'cat {tmp_path / 'gone.wav'} |': command failed "
+        "with exit status 1")
 
 
 def test_utterance_in_text_missing_from_wav_scp(small_fsdd_data_dir):
