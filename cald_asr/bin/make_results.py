@@ -4,7 +4,8 @@
         --test_sets "test test_long" --decode_tag decode_default --data_dir dump --output RESULTS.md
 
 Reads <model>/<decode_tag>/<set>/1best_recog/text and rtf, writes <...>/<set>/score_wer/{ref.trn,hyp.trn,
-result.txt,result.json}, then RESULTS.md: an environment header (date, versions, git commit), one table of
+result.txt,result.json}, warns about reference symbols outside each model's token list (counted in
+result.json as ref_unknown), then RESULTS.md: an environment header (date, versions, git commit), one table of
 model x test set (WER, real-time factor, parameters), a sclite-style table per model, and the commands
 that produced them.
 
@@ -30,6 +31,7 @@ from cald_asr.convert import count_params
 from cald_asr.data.kaldi_dir import read_kv
 from cald_asr.models.model_file import load_model
 from cald_asr.scoring import score_files
+from cald_asr.text import Tokenizer, tokenizer_from_config
 
 
 def _version(pkg: str) -> str:
@@ -54,7 +56,18 @@ def model_name(model_dir: Path) -> str:
     return f"{model_dir.parent.name}/{model_dir.name}"
 
 
-def score_model(model_dir: Path, test_sets: Sequence[str], decode_tag: str, data_dir: Path) -> Dict[str, Dict]:
+def model_tokenizer(model_dir: Path, config: Dict) -> Optional[Tokenizer]:
+    """The model's tokenizer, to check the references against its token list; None (with a warning) if its
+    bpe model is not at hand, since the scores do not need it."""
+    try:
+        return tokenizer_from_config(config, source=str(model_dir / "config.yaml"))
+    except ValueError as e:
+        print(f"make_results: warning: {e}; references not checked against the token list", file=sys.stderr)
+        return None
+
+
+def score_model(model_dir: Path, test_sets: Sequence[str], decode_tag: str, data_dir: Path,
+                tokenizer: Optional[Tokenizer] = None) -> Dict[str, Dict]:
     out = {}
     for s in test_sets:
         dec = model_dir / decode_tag / s
@@ -62,7 +75,10 @@ def score_model(model_dir: Path, test_sets: Sequence[str], decode_tag: str, data
         if not hyp.is_file():
             continue
         res = score_files(data_dir / s / "text", hyp, output_dir=dec / "score_wer",
-                          utt2spk=data_dir / s / "utt2spk" if (data_dir / s / "utt2spk").is_file() else None)
+                          utt2spk=data_dir / s / "utt2spk" if (data_dir / s / "utt2spk").is_file() else None,
+                          tokenizer=tokenizer)
+        for w in res.get("warnings", []):
+            print(f"make_results: warning: {model_name(model_dir)}: {w}", file=sys.stderr)
         rtf_file = dec / "rtf"
         res["rtf"] = float(read_kv(rtf_file)["rtf"]) if rtf_file.is_file() else float("nan")
         failed = dec / "failed"
@@ -129,8 +145,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     test_sets = args.test_sets.split()
     scores: Dict[str, Dict] = {}
     for m in models:
-        scores[str(m)] = score_model(m, test_sets, args.decode_tag, Path(args.data_dir))
-        model, _ = load_model(m)
+        model, config = load_model(m)
+        scores[str(m)] = score_model(m, test_sets, args.decode_tag, Path(args.data_dir), model_tokenizer(m, config))
         scores[str(m)]["_params"] = count_params(model)
         for s in test_sets:
             r = scores[str(m)].get(s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -13,6 +14,9 @@ from torch.utils.data import Dataset
 from cald_asr.data.audio import AudioError, is_pipe, load_audio
 from cald_asr.data.features import load_feats
 from cald_asr.data.kaldi_dir import DataDirError, c_sort_key, read_kv
+from cald_asr.text.unknown import unknown_symbols
+
+logger = logging.getLogger(__name__)
 
 SOUND = "sound"
 KALDI_ARK = "kaldi_ark"
@@ -25,9 +29,16 @@ class ASRDataset(Dataset):
     'extracted' -> kaldi_ark; else wav.scp before feats.scp). Lengths (for batching) come from
     utt2num_samples / utt2num_frames, falling back to the audio header or the matrix itself.
     Without a tokenizer, text_ids is empty (inference needs no references).
+
+    With a tokenizer, every transcript is encoded once here: symbols outside the token list (they become
+    `<unk>`) are counted and logged as a warning, and an error (DataDirError) if they are more than
+    `max_unk_share` of all tokens, because then the token list does not belong to this data. None: no limit.
     """
 
-    def __init__(self, data_dir: os.PathLike | str, tokenizer=None, speech_type: Optional[str] = None):
+    def __init__(self, data_dir: os.PathLike | str, tokenizer=None, speech_type: Optional[str] = None,
+                 max_unk_share: Optional[float] = 0.01):
+        if max_unk_share is not None and not 0 <= max_unk_share <= 1:
+            raise ValueError(f"max_unk_share must be a share in [0, 1] (or None), got {max_unk_share}")
         self.data_dir = Path(data_dir)
         self.tokenizer = tokenizer
         self.speech_type = speech_type or self._detect_type()
@@ -36,6 +47,9 @@ class ASRDataset(Dataset):
         text_path = self.data_dir / "text"
         self.texts: Dict[str, str] = read_kv(text_path, allow_empty_value=True)
         self.utt_ids: List[str] = sorted(self.texts, key=c_sort_key)
+        self.text_ids: Dict[str, List[int]] = {}
+        if tokenizer is not None:
+            self._encode_texts(text_path, max_unk_share)
         self.segments: Dict[str, tuple] = {}
         if self.speech_type == SOUND:
             scp = self.data_dir / "wav.scp"
@@ -54,6 +68,19 @@ class ASRDataset(Dataset):
             raise DataDirError(f"{text_path}: {len(missing)} utterance(s) have no entry in "
                                f"{'segments' if self.segments else scp.name}, e.g. '{missing[0]}'")
         self.lengths: List[int] = self._read_lengths()
+
+    def _encode_texts(self, text_path: Path, max_unk_share: Optional[float]) -> None:
+        unk = unknown_symbols(self.tokenizer, (self.texts[u] for u in self.utt_ids))
+        self.text_ids = dict(zip(self.utt_ids, unk.ids))
+        if not unk.n_unknown:
+            return
+        message = unk.message(text_path)
+        if max_unk_share is not None and unk.share > max_unk_share:
+            raise DataDirError(f"{message}; that is more than max_unk_share={max_unk_share:g} "
+                               f"({100 * max_unk_share:g} % of the tokens): the token list does not fit this data "
+                               "(build it from this data's transcripts, or raise max_unk_share; null/None turns "
+                               "the check off)")
+        logger.warning("%s", message)
 
     def _detect_type(self) -> str:
         ft = self.data_dir / "feats_type"
@@ -124,7 +151,7 @@ class ASRDataset(Dataset):
         else:
             speech = torch.from_numpy(load_feats(utt, self.specs[utt]).copy())
         if self.tokenizer is not None:
-            text_ids = torch.tensor(self.tokenizer.encode(self.texts[utt]), dtype=torch.long)
+            text_ids = torch.tensor(self.text_ids[utt], dtype=torch.long)
         else:
             text_ids = torch.zeros(0, dtype=torch.long)
         return {"utt_id": utt, "speech": speech, "text_ids": text_ids}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Tuple
 
 import sentencepiece as spm
 
@@ -25,6 +25,20 @@ class SentencePieceTokenizer(Tokenizer):
 
     def tokens2text(self, tokens: Iterable[str]) -> str:
         return self.sp.decode_pieces(list(tokens))
+
+    def encode_with_unknown(self, text: str) -> Tuple[List[int], List[str]]:
+        """Two ways to become `<unk>`: text the model itself cannot cover (its unknown id; the piece is the
+        uncovered text, e.g. 'QZ'), which stays `<unk>` even when the token list happens to hold that text;
+        and a piece of the model that the token list lacks (a list built from another model)."""
+        token_list = self._require_token_list()
+        ids: List[int] = []
+        unknown: List[str] = []
+        for p in self.sp.encode(text, out_type="proto").pieces:
+            tid = token_list.unk_id if p.id == self.sp.unk_id() else token_list.token2id.get(p.piece, token_list.unk_id)
+            if tid == token_list.unk_id:
+                unknown.append(p.piece)
+            ids.append(tid)
+        return ids, unknown
 
     def pieces(self) -> List[str]:
         """All real pieces of the model in id order (its control and unknown symbols excluded)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Tuple
 
 from cald_asr.text.token_list import BLANK, SOS_EOS, TokenList
 
@@ -27,7 +27,13 @@ class Tokenizer(ABC):
 
     def encode(self, text: str) -> List[int]:
         """Text to ids; symbols not in the token list become `<unk>` (id 1)."""
-        return self._require_token_list().tokens2ids(self.text2tokens(text))
+        return self.encode_with_unknown(text)[0]
+
+    def encode_with_unknown(self, text: str) -> Tuple[List[int], List[str]]:
+        """(ids, the symbols of `text` that became `<unk>`), so that callers can say which ones were lost."""
+        token_list = self._require_token_list()
+        tokens = self.text2tokens(text)
+        return token_list.tokens2ids(tokens), [t for t in tokens if t not in token_list.token2id]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Ids to text; `<blank>` and `<sos/eos>` are not text and are skipped, `<unk>` is kept as is."""
