@@ -8,12 +8,22 @@ Features instead of audio: --data_path_and_name_and_type dump/test/feats.scp,spe
 --asr_train_config may also be the model directory; --asr_model_file defaults to model.safetensors
 beside the config. A YAML --config sets any of these options (command line wins).
 
-Outputs, Kaldi key-value files sorted by utterance, each written atomically:
+Outputs, Kaldi key-value files sorted by utterance, each written atomically at the end:
     <output_dir>/1best_recog/{text,token,token_int,score}   (and 2best_recog/ ... for --nbest > 1)
     <output_dir>/failed     'utt reason' per utterance that could not be decoded (empty if none)
     <output_dir>/rtf        utterances, failed, audio_seconds, decode_seconds, rtf
+    <output_dir>/status     keys, decoded, failed: written last, only when the job ran to its end
 score is log P(hypothesis | audio) under the CTC model. decode_seconds counts the model and the search,
 not file reading; rtf = decode_seconds / audio_seconds.
+
+Resuming (cald_asr/decode/journal.py): each utterance's result is appended to <output_dir>/journal.jsonl
+as it is decoded, and <output_dir>/fingerprint records the model (sha1 of config.yaml, model.safetensors,
+bpe model) and the options that change results (input type, beam_size, nbest, ctc_weight, long_audio,
+window_sec, overlap_sec, resample, frame_shift_ms; not batch_size, ngpu or log_level). Run again into the
+same --output_dir, a job decodes only the utterances not yet decoded from the same scp entry; failed ones
+are retried. Results of another fingerprint there are removed first (with a warning). --resume_from DIR
+(repeatable) also takes done utterances from other output dirs of the same fingerprint, e.g. the jobs of
+an earlier run split another way (--nj); they are copied into this dir's journal.
 
 Sample rates: audio must already be at the model's rate (16 kHz for Whisper and Wav2Vec2 models),
 as recipe stage 2 writes it; a file at another rate is reported as failed, because it usually means
@@ -22,7 +32,8 @@ the wrong dump dir was given. --resample true converts such files instead.
 Broken input (missing, unreadable, empty, too short, wrong rate or feature dimension) is reported by
 utterance id on stderr and in <output_dir>/failed; every other utterance is decoded and written.
 Exit status: 0 all decoded, 1 some utterances failed, 2 nothing could be attempted (bad model, bad
-scp, bad options). Recipes split an scp (utils/split_scp.sh) and run one job per part via --key_file.
+scp, bad options), 3 crashed or terminated (SIGTERM, Ctrl-C): what was decoded stays in the journal.
+Recipes split an scp (utils/split_scp.sh) and run one job per part via --key_file.
 """
 
 from __future__ import annotations
@@ -40,11 +51,12 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from cald_asr.data.audio import AudioError, is_pipe, load_audio
+from cald_asr.data.audio import AudioError, is_pipe, load_audio, pipe_timeout_s
 from cald_asr.data.features import FeatureError, load_feats
 from cald_asr.data.kaldi_dir import DataDirError, iter_kv_lines, read_kv, write_kv
+from cald_asr.decode import journal
 from cald_asr.inference import LONG_AUDIO_MODES, Hypothesis, InputError, Speech2Text
-from cald_asr.models.model_file import ModelFileError
+from cald_asr.models.model_file import CONFIG_NAME, WEIGHTS_NAME, ModelFileError
 from cald_asr.text.token_list import TokenListError
 
 SOUND, KALDI_ARK = "sound", "kaldi_ark"
@@ -80,6 +92,8 @@ def get_parser() -> argparse.ArgumentParser:
         help="(required) SCP,speech,sound (wav.scp) or SCP,speech,kaldi_ark (feats.scp)")
     add("key_file", default=None, help="decode only the utterances listed (first column) in this file")
     add("output_dir", default=None, help="(required)")
+    add("resume_from", action="append", default=None,
+        help="another output dir whose results of the same model and options count as done (repeatable)")
     add("batch_size", type=int, default=1, help="utterances (or windows) per model call, batched by length")
     add("beam_size", type=int, default=1, help="1: greedy CTC; >1: CTC prefix beam search")
     add("nbest", type=int, default=1, help="hypotheses written per utterance (<= beam_size)")
@@ -200,8 +214,37 @@ def write_results(out_dir: Path, results: Dict[str, List[Hypothesis]], nbest: in
         write_kv(d / "score", {k: f"{h.score:.6f}" for k, h in have.items()})
 
 
+def fingerprint(args: argparse.Namespace, s2t: Speech2Text, kind: str) -> Dict[str, object]:
+    """What the results depend on: the model's bytes and the options that change them."""
+    config = Path(args.asr_train_config)
+    config = config / CONFIG_NAME if config.is_dir() else config
+    files = {"config.yaml": config,
+             "model.safetensors": Path(args.asr_model_file) if args.asr_model_file else config.with_name(WEIGHTS_NAME)}
+    bpemodel = args.bpemodel or s2t.config.get("bpemodel")
+    if bpemodel and Path(bpemodel).is_file():
+        files["bpemodel"] = Path(bpemodel)
+    options = {k: getattr(args, k) for k in ("beam_size", "nbest", "ctc_weight", "long_audio", "window_sec",
+                                              "overlap_sec", "resample", "frame_shift_ms")}
+    return journal.make_fingerprint(files, {"input_type": kind, **options})
+
+
+def hyps_record(hyps: List[Hypothesis]) -> List[list]:
+    return [[h.text, h.tokens, h.token_ids, h.score] for h in hyps]
+
+
+def hyps_of(record: dict) -> List[Hypothesis]:
+    return [Hypothesis(text, list(tokens), [int(i) for i in ids], float(score))
+            for text, tokens, ids, score in record["hyps"]]
+
+
 def decode(args: argparse.Namespace, log: logging.Logger) -> int:
+    out_dir = Path(args.output_dir)
+    (out_dir / journal.STATUS).unlink(missing_ok=True)  # first: whatever fails below, no stale "finished"
     scp, kind = speech_input(args.data_path_and_name_and_type)
+    try:
+        pipe_timeout_s()  # a bad $CALD_ASR_PIPE_TIMEOUT is a setup error, not a failure of every pipe
+    except ValueError as e:
+        raise SetupError(str(e)) from None
     if args.ctc_weight != 1.0:
         raise SetupError(f"--ctc_weight {args.ctc_weight}: these models have only a CTC branch (use 1.0)")
     if args.ngpu > 0 and not torch.cuda.is_available():
@@ -223,10 +266,13 @@ def decode(args: argparse.Namespace, log: logging.Logger) -> int:
     except (DataDirError, OSError) as e:
         raise SetupError(str(e)) from None
 
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(args, s2t, kind)
+    results_names = [d.name for d in out_dir.glob("*best_recog")] + ["failed", "rtf"]
+    journal.open_output_dir(out_dir, fp, results_names, PROG, log.warning)
+    done = journal.reusable(journal.read_journal(out_dir / journal.JOURNAL, log.warning), keys, entries)
+    elsewhere = journal.resume_records([d for d in args.resume_from or [] if Path(d).resolve() != out_dir.resolve()],
+                                       fp, [k for k in keys if k not in done], entries, PROG, log.info)
     failed: Dict[str, str] = {}
-    results: Dict[str, List[Hypothesis]] = {}
 
     def fail(utt: str, reason: str) -> None:
         failed[utt] = " ".join(reason.split())
@@ -235,12 +281,18 @@ def decode(args: argparse.Namespace, log: logging.Logger) -> int:
     for k in keys:
         if k not in entries:
             fail(k, f"no entry in {scp}")
-    todo = [k for k in keys if k in entries]
+    todo = [k for k in keys if k in entries and k not in done and k not in elsewhere]
+    if done or elsewhere or args.resume_from:
+        log.info(f"{PROG}: {out_dir}: {len(done) + len(elsewhere)} of {len(keys)} utterance(s) already decoded "
+                 f"with this model and options ({len(elsewhere)} by other jobs), {len(todo)} to decode")
     lengths = known_lengths(scp, todo, entries, kind)
     todo.sort(key=lambda k: -lengths[k])
-    audio_sec = decode_sec = 0.0
     bs = max(1, args.batch_size)
-    with tqdm(total=len(todo), unit="utt", desc=PROG, file=sys.stderr) as bar:
+    with journal.Journal(out_dir / journal.JOURNAL) as jr, \
+            tqdm(total=len(todo), unit="utt", desc=PROG, file=sys.stderr) as bar:
+        for k, rec in elsewhere.items():  # this dir alone then holds all its keys' results
+            jr.append(rec)
+            done[k] = rec
         for b in range(0, len(todo), bs):
             batch = []
             for k in todo[b: b + bs]:
@@ -248,6 +300,7 @@ def decode(args: argparse.Namespace, log: logging.Logger) -> int:
                     batch.append((k, load_input(s2t, k, entries[k], kind, args.resample)))
                 except InputError as e:
                     fail(k, str(e))
+                    jr.append({"key": k, "input": entries[k], "failed": failed[k]})
             t0 = time.perf_counter()
             try:
                 hyps = s2t.decode_batch([x for _, x in batch], batch_size=bs)
@@ -259,20 +312,29 @@ def decode(args: argparse.Namespace, log: logging.Logger) -> int:
                         hyps.append(s2t(x))
                     except (RuntimeError, ValueError) as e:
                         fail(k, f"decoding failed: {type(e).__name__}: {e}")
+                        jr.append({"key": k, "input": entries[k], "failed": failed[k]})
                         hyps.append(None)
-            decode_sec += time.perf_counter() - t0
-            for (k, x), h in zip(batch, hyps):
-                if h is not None:
-                    results[k] = h
-                    audio_sec += s2t.seconds(x)
+            batch_sec = time.perf_counter() - t0
+            ok = [(k, x, h) for (k, x), h in zip(batch, hyps) if h is not None]
+            batch_audio = sum(s2t.seconds(x) for _, x, _ in ok)
+            for k, x, h in ok:
+                sec = s2t.seconds(x)
+                # the batch's time, shared by audio length: a resumed set still adds up to its decode time
+                done[k] = {"key": k, "input": entries[k], "hyps": hyps_record(h), "seconds": sec,
+                           "decode_seconds": batch_sec * sec / batch_audio if batch_audio > 0 else 0.0}
+                jr.append(done[k])
             bar.update(len(todo[b: b + bs]))
 
+    results = {k: hyps_of(done[k]) for k in keys if k in done}
+    audio_sec = sum(float(done[k]["seconds"]) for k in results)
+    decode_sec = sum(float(done[k]["decode_seconds"]) for k in results)
     write_results(out_dir, results, args.nbest)
     write_kv(out_dir / "failed", failed)
     rtf = decode_sec / audio_sec if audio_sec > 0 else float("nan")
     write_kv(out_dir / "rtf", {"utterances": len(results), "failed": len(failed),
                                "audio_seconds": f"{audio_sec:.3f}", "decode_seconds": f"{decode_sec:.3f}",
                                "rtf": f"{rtf:.5f}"}, sort=False)
+    journal.write_status(out_dir, {"keys": len(keys), "decoded": len(results), "failed": len(failed)})
     summary = (f"{PROG}: decoded {len(results)} of {len(keys)} utterance(s), {len(failed)} failed; "
                f"{audio_sec:.1f} s of audio in {decode_sec:.1f} s (RTF {rtf:.4f}) -> {out_dir}")
     log.info(summary)
@@ -286,11 +348,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s) %(levelname)s %(message)s")
     log = logging.getLogger(PROG)
-    try:
-        return decode(args, log)
-    except SetupError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    return journal.run_job(PROG, lambda: decode(args, log), args.output_dir, (SetupError,))
 
 
 if __name__ == "__main__":

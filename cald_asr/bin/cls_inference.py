@@ -10,20 +10,29 @@ any other file as a Kaldi text file (`<utt-id> <sentence>`); --input_format over
 only the ids in its first column (recipes split a set that way). Text is tokenised with the model's own
 tokenizer and cut to the tokens the model can read (512 for BERT; the count cut is in `timing`).
 
-Outputs, Kaldi key-value files sorted by id, each written atomically:
+Outputs, Kaldi key-value files sorted by id, each written atomically at the end:
     <output_dir>/label    the predicted class name
     <output_dir>/score    its probability
     <output_dir>/probs    every class: `negative:0.0312 positive:0.9688`
     <output_dir>/failed   `<id> <reason>` for every line that could not be classified (empty if none)
     <output_dir>/timing   examples, failed, truncated, seconds, seconds_per_example (tokenising + model)
+    <output_dir>/status   keys, classified, failed: written last, only when the job ran to its end
 A broken line (empty sentence, duplicate id, not UTF-8) is reported on stderr as file:line and in
 `failed`; every other line is classified. Exit status: 0 all classified, 1 some lines failed, 2 nothing
-could be attempted (bad model, missing input, bad options).
+could be attempted (bad model, missing input, bad options), 3 crashed or terminated (SIGTERM, Ctrl-C).
+
+Resuming, as asr_inference does (cald_asr/decode/journal.py): every result is appended to
+<output_dir>/journal.jsonl as it is computed; a rerun into the same --output_dir classifies only the ids
+not done yet with the same sentence, and results of another model or options there are removed first.
+The fingerprint counts config.yaml, model.safetensors, --input_format, and --batch_size, --num_threads
+and --ngpu too: they change the time per example this tool reports (and padding moves probabilities in
+the 4th decimal), so results timed another way are not mixed into one `timing`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -33,7 +42,8 @@ import torch
 
 from cald_asr.data.kaldi_dir import c_sort_key, read_kv, write_kv
 from cald_asr.data.text_dataset import collate_text, encode, load_text_tokenizer, tokenizer_of
-from cald_asr.models.model_file import ModelFileError, load_model
+from cald_asr.decode import journal
+from cald_asr.models.model_file import CONFIG_NAME, WEIGHTS_NAME, ModelFileError, load_model
 from cald_asr.models.text_classifier import TextClassifier
 
 PROG = "cls_inference"
@@ -66,11 +76,15 @@ class Text2Label:
         self.max_length = model_max_length(model)
         self.device = torch.device(device)
 
+    def encode_each(self, sentences: Sequence[str]) -> List[Tuple[List[int], bool]]:
+        """-> per sentence: (token ids cut to max_length, keeping the final [SEP]; whether it was cut)."""
+        full = encode(self.tokenizer, sentences, 10 ** 9)
+        return [(x[: self.max_length - 1] + x[-1:], True) if len(x) > self.max_length else (x, False) for x in full]
+
     def encode(self, sentences: Sequence[str]) -> Tuple[List[List[int]], int]:
         """-> (token ids cut to max_length, how many were cut)."""
-        full = encode(self.tokenizer, sentences, 10 ** 9)
-        return [x if len(x) <= self.max_length else x[: self.max_length - 1] + x[-1:] for x in full], \
-            sum(len(x) > self.max_length for x in full)
+        each = self.encode_each(sentences)
+        return [x for x, _ in each], sum(cut for _, cut in each)
 
     @torch.no_grad()
     def classify_ids(self, ids: Sequence[Sequence[int]]) -> List[Tuple[str, float, Dict[str, float]]]:
@@ -146,7 +160,14 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def sentence_id(sentence: str) -> str:
+    """What a journal record remembers of its input: an edited sentence is classified again."""
+    return hashlib.sha1(sentence.encode("utf-8")).hexdigest()
+
+
 def run(args) -> int:
+    out = Path(args.output_dir)
+    (out / journal.STATUS).unlink(missing_ok=True)  # first: whatever fails below, no stale "finished"
     if args.batch_size < 1:
         raise SetupError(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.num_threads:
@@ -163,29 +184,46 @@ def run(args) -> int:
         clf = Text2Label(args.model_dir, device)
     except (ModelFileError, ValueError, FileNotFoundError, ModuleNotFoundError) as e:
         raise SetupError(str(e)) from None
+    config = Path(args.model_dir) / CONFIG_NAME if Path(args.model_dir).is_dir() else Path(args.model_dir)
+    fp = journal.make_fingerprint({"config.yaml": config, "model.safetensors": config.with_name(WEIGHTS_NAME)},
+                                  {k: getattr(args, k) for k in ("input_format", "batch_size", "num_threads", "ngpu")})
+    journal.open_output_dir(out, fp, ("label", "score", "probs", "failed", "timing"), PROG)
     keys = sorted(sentences, key=c_sort_key)
-    label, score, probs = {}, {}, {}
-    if keys:  # one untimed call first: the first forward pays for allocations, not for the model
-        clf([sentences[keys[0]]])
-    t0 = time.perf_counter()
-    ids, truncated = clf.encode([sentences[k] for k in keys])
-    order = sorted(range(len(keys)), key=lambda i: len(ids[i]))  # batches of similar length pad little
-    for start in range(0, len(order), args.batch_size):
-        part = order[start: start + args.batch_size]
-        for i, (name, p, dist) in zip(part, clf.classify_ids([ids[i] for i in part])):
-            label[keys[i]], score[keys[i]] = name, f"{p:.4f}"
-            probs[keys[i]] = " ".join(f"{n}:{v:.4f}" for n, v in dist.items())
-    seconds = time.perf_counter() - t0
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_kv(out / "label", label)
-    write_kv(out / "score", score)
-    write_kv(out / "probs", probs)
+    inputs = {k: sentence_id(sentences[k]) for k in keys}
+    done = journal.reusable(journal.read_journal(out / journal.JOURNAL, journal.say_stderr), keys, inputs)
+    todo = [k for k in keys if k not in done]
+    if done:
+        print(f"{PROG}: {out}: {len(done)} of {len(keys)} example(s) already classified with this model and "
+              f"options, {len(todo)} to classify", file=sys.stderr)
+    if todo:  # one untimed call first: the first forward pays for allocations, not for the model
+        clf([sentences[todo[0]]])
+    with journal.Journal(out / journal.JOURNAL) as jr:
+        t0 = time.perf_counter()
+        each = clf.encode_each([sentences[k] for k in todo])
+        ids = [x for x, _ in each]
+        encode_share = (time.perf_counter() - t0) / max(len(todo), 1)
+        order = sorted(range(len(todo)), key=lambda i: len(ids[i]))  # batches of similar length pad little
+        for start in range(0, len(order), args.batch_size):
+            part = order[start: start + args.batch_size]
+            t1 = time.perf_counter()
+            res = clf.classify_ids([ids[i] for i in part])
+            share = (time.perf_counter() - t1) / len(part)
+            for i, (name, p, dist) in zip(part, res):
+                done[todo[i]] = {"key": todo[i], "input": inputs[todo[i]], "label": name, "score": f"{p:.4f}",
+                                 "probs": " ".join(f"{n}:{v:.4f}" for n, v in dist.items()),
+                                 "truncated": each[i][1], "seconds": encode_share + share}
+                jr.append(done[todo[i]])
+    seconds = sum(float(done[k]["seconds"]) for k in keys)
+    truncated = sum(bool(done[k]["truncated"]) for k in keys)
+    write_kv(out / "label", {k: done[k]["label"] for k in keys})
+    write_kv(out / "score", {k: done[k]["score"] for k in keys})
+    write_kv(out / "probs", {k: done[k]["probs"] for k in keys})
     write_kv(out / "failed", failed)
     write_kv(out / "timing", {"examples": len(keys), "failed": len(failed), "truncated": truncated,
                               "batch_size": args.batch_size, "threads": torch.get_num_threads(),
                               "seconds": f"{seconds:.4f}",
                               "seconds_per_example": f"{seconds / max(len(keys), 1):.6f}"}, sort=False)
+    journal.write_status(out, {"keys": len(set(keys) | set(failed)), "classified": len(keys), "failed": len(failed)})
     print(f"{PROG}: {out}: {len(keys)} classified, {len(failed)} failed, {truncated} truncated to "
           f"{clf.max_length} tokens, {1000 * seconds / max(len(keys), 1):.1f} ms per example")
     return 1 if failed else 0
@@ -193,11 +231,7 @@ def run(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    try:
-        return run(args)
-    except SetupError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    return journal.run_job(PROG, lambda: run(args), args.output_dir, (SetupError,))
 
 
 if __name__ == "__main__":

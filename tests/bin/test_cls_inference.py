@@ -105,3 +105,52 @@ def test_setup_errors_exit_2(tmp_path, capsys):
     assert "model config not found" in capsys.readouterr().err
     assert main(["--model_dir", str(tmp_path), "--input", str(tmp_path / "missing.txt"),
                  "--output_dir", str(tmp_path / "o")]) == 2
+
+
+def test_a_rerun_classifies_only_what_is_missing(teacher, tmp_path, capsys):
+    src = tmp_path / "s.txt"
+    src.write_text("".join(s + "\n" for s in SENTENCES))
+    out = tmp_path / "o"
+    assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(out)]) == 0
+    first = outputs(out)
+    assert read_kv(out / "status") == {"keys": "4", "classified": "4", "failed": "0"}
+    lines = (out / "journal.jsonl").read_text().splitlines(keepends=True)
+    # what a job killed while writing its third result leaves behind
+    (out / "journal.jsonl").write_text(lines[0] + lines[1] + lines[2][:30])
+    (out / "status").unlink()
+    capsys.readouterr()
+    assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(out)]) == 0
+    assert f"{out}: 2 of 4 example(s) already classified with this model and options, 2 to classify" \
+        in capsys.readouterr().err
+    again = outputs(out)
+    assert again["label"] == first["label"] and again["probs"] == first["probs"]
+    assert again["timing"]["examples"] == "4"
+    assert len((out / "journal.jsonl").read_text().splitlines()) == 4
+
+    src.write_text("".join(s + "\n" for s in SENTENCES[:3]) + "an edited fourth line .\n")
+    assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(out)]) == 0
+    assert "3 of 4 example(s) already classified" in capsys.readouterr().err
+    edited = Text2Label(teacher)(["an edited fourth line ."])[0]
+    assert outputs(out)["label"]["line-000004"] == edited[0]
+
+
+def test_results_of_another_model_or_batch_size_are_removed(teacher, tmp_path, capsys):
+    other = tmp_path / "other"
+    prepare_teacher(TEACHER, other, labels=["negative", "positive"], seed=4)
+    src = tmp_path / "s.txt"
+    src.write_text("".join(s + "\n" for s in SENTENCES))
+    out, fresh = tmp_path / "o", tmp_path / "fresh"
+    assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["--model_dir", str(other), "--input", str(src), "--output_dir", str(out)]) == 0
+    assert (f"cls_inference: {out} holds results of another model or inference config (model.safetensors differs): "
+            "removing journal.jsonl, label, score, probs, failed, timing; decoding from scratch") \
+        in capsys.readouterr().err
+    assert main(["--model_dir", str(other), "--input", str(src), "--output_dir", str(fresh)]) == 0
+    assert outputs(out)["probs"] == outputs(fresh)["probs"] != {}
+    assert len((out / "journal.jsonl").read_text().splitlines()) == 4
+    capsys.readouterr()
+    # the time per example is a result here: another batch size is timed again
+    assert main(["--model_dir", str(other), "--input", str(src), "--output_dir", str(out), "--batch_size", "4"]) == 0
+    assert "(batch_size 1 -> 4)" in capsys.readouterr().err
+    assert outputs(out)["timing"]["batch_size"] == "4"
