@@ -30,6 +30,8 @@ for ((j = first; j <= last; j++)); do
 done
 failed=0
 for i in "${!pids[@]}"; do
-  if ! wait "${pids[$i]}"; then failed=$((failed + 1)); echo "$0: job failed, see ${logs[$i]}" >&2; fi
+  wait "${pids[$i]}"; rc=$?
+  # the code tells a job's own verdict (asr_inference: 1 some utterances failed) from a crash (>1, 128+signal)
+  if [ $rc -ne 0 ]; then failed=$((failed + 1)); echo "$0: job failed (exit code $rc), see ${logs[$i]}" >&2; fi
 done
 if [ $failed -gt 0 ]; then echo "$0: $failed / ${#pids[@]} jobs failed" >&2; exit 1; fi

@@ -16,6 +16,7 @@
 #                                          --cald_configs entry (students converted with --mixer_config)
 #   7 decoding: the teacher's and every student's best/ over --test_sets
 #                                       -> exp/<run>/best/<inference_tag>/<set>/{1best_recog/,rtf,failed,logdir/}
+#                                          (+ fingerprint: the model and options that made them)
 #   8 scoring and report                -> .../<set>/score_wer/{ref.trn,hyp.trn,result.txt}, RESULTS.md
 set -euo pipefail
 
@@ -165,29 +166,66 @@ done
 if [ "$feats_type" = raw ]; then data_name=wav.scp; data_type=sound; else data_name=feats.scp; data_type=kaldi_ark; fi
 
 if run_stage 7; then
+  inf_opts=(); [ -n "$inference_config" ] && inf_opts=(--config "$inference_config")
   for model in $models; do
     [ -f "$model/model.safetensors" ] || { log "error: $model/model.safetensors not found (stages 5-6 first)"; exit 1; }
     for s in $test_sets; do
       dec="$model/$inference_tag/$s"
-      # done = finished after the model was written: a retrained model (stage 5/6 --force) is decoded again
-      if [ "$dec/.done" -nt "$model/model.safetensors" ] && [ "$force" = false ]; then
+      scp="$dumpdir/$s/$data_name"
+      # done = finished after the model, the data and the inference config were written, with this config:
+      # a retrained model (stage 5/6 --force), re-dumped data or an edited config is decoded again
+      if [ "$force" = false ] && [ -f "$dec/.done" ] && [ "$(cat "$dec/.done")" = "$inference_config" ] \
+          && [ "$dec/.done" -nt "$model/model.safetensors" ] && [ "$dec/.done" -nt "$scp" ] \
+          && { [ -z "$inference_config" ] || [ "$dec/.done" -nt "$inference_config" ]; }; then
         log "stage 7: $dec is decoded, skipping"; continue
       fi
-      log "stage 7: decoding $dumpdir/$s with $model -> $dec/"
-      n=$(wc -l < "$dumpdir/$s/$data_name"); jobs=$(( nj < n ? nj : n ))
+      log "stage 7: decoding $scp with $model -> $dec/"
+      [ "$force" = false ] || rm -rf "$dec"
+      # the set's files are rebuilt from the jobs' outputs below: none of an earlier decode may outlive a failure
+      rm -rf "$dec/.done" "$dec"/*best_recog "$dec/failed" "$dec/rtf" "$dec/fingerprint"
+      n=$(grep -c . "$scp" || true); jobs=$(( nj < n ? nj : n ))
       mkdir -p "$dec/logdir"
-      split=(); for j in $(seq "$jobs"); do split+=("$dec/logdir/keys.$j.scp"); done
-      utils/split_scp.sh "$dumpdir/$s/$data_name" "${split[@]}"
-      inf_opts=(); [ -n "$inference_config" ] && inf_opts=(--config "$inference_config")
-      # a job exits 1 when some of its utterances failed; they are listed in its failed file.
+      split=(); parts=()
+      for j in $(seq "$jobs"); do
+        split+=("$dec/logdir/keys.$j.scp"); parts+=("$dec/logdir/output.$j")
+        rm -f "$dec/logdir/output.$j/status"
+      done
+      utils/split_scp.sh "$scp" "${split[@]}"
+      # Jobs keep what they decoded (per utterance, in output.N/journal.jsonl, with the model's fingerprint):
+      # each also takes the done utterances of every earlier job dir, whatever --nj split them, so a rerun
+      # decodes only what is missing. Results of another model or inference config are removed, never reused.
+      resume=(); for d in "$dec"/logdir/output.*; do [ -d "$d" ] && resume+=(--resume_from "$d"); done
+      # A job exits 1 when some of its utterances failed (listed in its failed file). It writes its status
+      # file last, so a job without one crashed or was killed, whatever exit code a scheduler passes on.
       # Parallel jobs share the cores: each gets its share of threads, not all of them.
       OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )) $decode_cmd JOB=1:"$jobs" "$dec/logdir/asr_inference.JOB.log" \
         python -m cald_asr.bin.asr_inference --asr_train_config "$model" "${inf_opts[@]}" \
-          --data_path_and_name_and_type "$dumpdir/$s/$data_name,speech,$data_type" \
-          --key_file "$dec/logdir/keys.JOB.scp" --output_dir "$dec/logdir/output.JOB" --ngpu "$ngpu" \
-        || log "stage 7: some utterances of $s failed to decode, see $dec/failed"
-      python -m cald_asr.bin.merge_decodes --output_dir "$dec" "$dec"/logdir/output.*
-      touch "$dec/.done"
+          --data_path_and_name_and_type "$scp,speech,$data_type" \
+          --key_file "$dec/logdir/keys.JOB.scp" --output_dir "$dec/logdir/output.JOB" --ngpu "$ngpu" "${resume[@]}" \
+        || true
+      crashed=0
+      for j in $(seq "$jobs"); do
+        [ ! -f "$dec/logdir/output.$j/status" ] || continue
+        crashed=$((crashed + 1))
+        log "error: stage 7: decoding job $j of $jobs of $s did not finish (it crashed, was killed or could not" \
+          "start), see $dec/logdir/asr_inference.$j.log:"
+        tail -n 4 "$dec/logdir/asr_inference.$j.log" 2>/dev/null | sed 's/^/    /' || true
+      done
+      if [ "$crashed" -gt 0 ]; then
+        log "error: stage 7: $crashed of $jobs decoding job(s) of $s did not finish; what they decoded is kept:" \
+          "rerun the stage to decode the rest"
+        exit 1
+      fi
+      python -m cald_asr.bin.merge_decodes --keys "$scp" --output_dir "$dec" "${parts[@]}"
+      # job dirs of an earlier run with more jobs: what they held of this model is in this run's dirs now
+      for d in "$dec"/logdir/output.*; do
+        j=${d##*.}
+        case $j in ''|*[!0-9]*) continue;; esac
+        [ "$j" -le "$jobs" ] || rm -rf "$d" "$dec/logdir/keys.$j.scp" "$dec/logdir/asr_inference.$j.log"
+      done
+      nfailed=$(grep -c . "$dec/failed" || true)
+      [ "$nfailed" -eq 0 ] || log "stage 7: $nfailed utterance(s) of $s could not be decoded, listed in $dec/failed"
+      echo "$inference_config" > "$dec/.done"
     done
   done
 fi

@@ -17,7 +17,8 @@
 #                                          entry (students converted with --mixer_config)
 #   7 evaluation with cls_inference: the teacher's best/ and every exp/cald_*/best/ present (so students
 #     trained by several invocations with different mixers all count), over --valid_set and --test_sets
-#                                       -> exp/<run>/best/<inference_tag>/<set>/{label,score,probs,failed,timing}
+#                                       -> exp/<run>/best/<inference_tag>/<set>/{label,score,probs,failed,timing,
+#                                          status,fingerprint,journal.jsonl}
 #   8 scoring and report                -> .../<set>/score_acc/result.json, RESULTS.md (accuracy, macro-F1,
 #                                          time per example, parameters, data, environment, commands)
 set -euo pipefail
@@ -170,23 +171,34 @@ if run_stage 7; then
     [ -f "$model/model.safetensors" ] || { log "error: $model/model.safetensors not found (stages 5-6 first)"; exit 1; }
     for s in $eval_sets; do
       out="$model/$inference_tag/$s"
-      # done = finished after the model was written: a retrained model (stage 5/6 --force) is decoded again
-      if [ "$out/.done" -nt "$model/model.safetensors" ] && [ "$force" = false ]; then
+      # done = finished after the model and the data were written, with these --inference_args: a retrained
+      # model (stage 5/6 --force), re-tokenised data or other options are evaluated again
+      if [ "$force" = false ] && [ -f "$out/.done" ] && [ "$(cat "$out/.done")" = "$inference_args" ] \
+          && [ "$out/.done" -nt "$model/model.safetensors" ] && [ "$out/.done" -nt "$dumpdir/$s/text" ]; then
         log "stage 7: $out is done, skipping"; continue
       fi
       log "stage 7: classifying $dumpdir/$s with $model -> $out/"
+      [ "$force" = false ] || rm -rf "$out"
       mkdir -p "$out"
-      # one job per set, on every core: its timing is the model's time per example
+      rm -f "$out/.done" "$out/status"
+      # One job per set, on every core: its timing is the model's time per example. It keeps what it
+      # classified (out/journal.jsonl, with the model's fingerprint), so a rerun after a crash does only the
+      # rest. It exits 1 when some lines were broken (listed in failed) and writes its status file last:
+      # without one it crashed or was killed, whatever exit code a scheduler passes on.
       # shellcheck disable=SC2086
-      rm -f "$out/label"
-      if ! $decode_cmd "$out/cls_inference.log" \
+      $decode_cmd "$out/cls_inference.log" \
         python -m cald_asr.bin.cls_inference --model_dir "$model" --input "$dumpdir/$s/text" \
-          --input_format kaldi --output_dir "$out" --ngpu "$ngpu" $inference_args; then
-        # exit 1 with outputs: some lines were broken (listed in failed); without outputs nothing ran
-        [ -f "$out/label" ] || { log "error: cls_inference failed, see $out/cls_inference.log"; exit 1; }
-        log "stage 7: some examples of $s failed, see $out/failed"
+          --input_format kaldi --output_dir "$out" --ngpu "$ngpu" $inference_args \
+        || true
+      if [ ! -f "$out/status" ]; then
+        log "error: stage 7: cls_inference of $s did not finish (it crashed, was killed or could not start)," \
+          "see $out/cls_inference.log:"
+        tail -n 4 "$out/cls_inference.log" 2>/dev/null | sed 's/^/    /' || true
+        exit 1
       fi
-      touch "$out/.done"
+      nfailed=$(grep -c . "$out/failed" || true)
+      [ "$nfailed" -eq 0 ] || log "stage 7: $nfailed example(s) of $s could not be classified, listed in $out/failed"
+      echo "$inference_args" > "$out/.done"
     done
   done
 fi
