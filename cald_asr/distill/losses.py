@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from cald_asr.models.attention import length_mask
+from cald_asr.precision import upcast
 
 
-def _valid(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    return length_mask(lengths, T).to(torch.float32)
+def _valid(lengths: torch.Tensor, T: int, dtype: torch.dtype) -> torch.Tensor:
+    return length_mask(lengths, T).to(dtype)
 
 
 def layer_loss_sum(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
@@ -30,16 +31,16 @@ def layer_loss_sum(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tens
     if len(student) != len(teacher):
         raise ValueError(f"student has {len(student)} hidden states, teacher {len(teacher)}: "
                          "layerwise distillation needs one teacher layer per student layer")
-    mask = _valid(lengths, student[0].shape[1])  # (B, T)
     per_frame = 0.0
     for s, t in zip(student, teacher):
         if s.shape != t.shape:
             raise ValueError(f"student hidden state {tuple(s.shape)} != teacher {tuple(t.shape)}")
         d = s.shape[-1]
-        s_n = F.layer_norm(s.float(), (d,))
-        t_n = F.layer_norm(t.float(), (d,))
+        s_n = F.layer_norm(upcast(s), (d,))
+        t_n = F.layer_norm(upcast(t).to(s_n.dtype), (d,))
         per_frame = per_frame + ((s_n - t_n) ** 2).mean(-1)
     per_frame = per_frame / len(student)
+    mask = _valid(lengths, student[0].shape[1], per_frame.dtype)  # (B, T)
     return (per_frame * mask).sum(), int(lengths.sum())
 
 
@@ -50,10 +51,10 @@ def logits_kl_sum(student_logits: torch.Tensor, teacher_logits: torch.Tensor, le
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student logits {tuple(student_logits.shape)} != teacher {tuple(teacher_logits.shape)}")
     tau = float(temperature)
-    log_p_s = F.log_softmax(student_logits.float() / tau, dim=-1)
-    log_p_t = F.log_softmax(teacher_logits.float() / tau, dim=-1)
+    log_p_s = F.log_softmax(upcast(student_logits) / tau, dim=-1)
+    log_p_t = F.log_softmax(upcast(teacher_logits).to(log_p_s.dtype) / tau, dim=-1)
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)  # (B, T), or (B,) per utterance
     if student_logits.dim() == 2:
         return kl.sum() * tau * tau, int(kl.shape[0])
-    mask = _valid(lengths, student_logits.shape[1])
+    mask = _valid(lengths, student_logits.shape[1], kl.dtype)
     return (kl * mask).sum() * tau * tau, int(lengths.sum())

@@ -119,7 +119,7 @@ class EspnetFbank(nn.Module):
             if n < need or n > N:
                 raise ValueError(f"EspnetFbank: utterance {i} of the batch has {n} samples; "
                                  f"need {need}..{N} (n_fft {self.n_fft}, center={self.center})")
-        x = wav.float()
+        x = wav.to(self.logmel.melmat.dtype)  # the model's dtype (float64 in equality checks)
         if self.center:
             x = _reflect_pad_each(x, wav_lengths, pad)
         window = None
@@ -131,7 +131,7 @@ class EspnetFbank(nn.Module):
                           return_complex=True)
         spec = torch.view_as_real(spec).transpose(1, 2)  # (B, T, F, 2)
         power = spec[..., 0] ** 2 + spec[..., 1] ** 2
-        feats = self.logmel(power.to(wav.dtype))
+        feats = self.logmel(power)
         lengths = self.output_lengths(wav_lengths)
         return feats.masked_fill(_pad_mask(lengths, feats.size(1))[..., None], 0.0), lengths
 

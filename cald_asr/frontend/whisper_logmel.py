@@ -76,7 +76,7 @@ class WhisperLogMel(nn.Module):
                 f"{[int(wav_lengths[i]) for i in too_short]}"
             )
 
-        wav = wav.float()
+        wav = wav.to(self.mel_filters.dtype)  # the model's dtype (float64 in equality checks)
         padded = self._reflect_pad(wav, wav_lengths)
         spec = torch.stft(
             padded,

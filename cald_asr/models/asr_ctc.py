@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cald_asr.models.output import ModelOutput
+from cald_asr.precision import upcast
 
 BLANK = 0  # token lists put <blank> first
 
@@ -51,7 +52,7 @@ class ASRCTCModel(nn.Module):
     @staticmethod
     def ctc_loss(out: ModelOutput, text: torch.Tensor, text_lengths: torch.Tensor) -> torch.Tensor:
         """Per-utterance CTC loss (B,), summed over each utterance's tokens; the caller averages."""
-        log_probs = F.log_softmax(out.logits.float(), dim=-1).transpose(0, 1)  # (T', B, V)
+        log_probs = F.log_softmax(upcast(out.logits), dim=-1).transpose(0, 1)  # (T', B, V)
         # padded target slots hold -1; ctc_loss ignores them past text_lengths but wants them in range
         return F.ctc_loss(log_probs, text.clamp(min=0), out.out_lengths, text_lengths,
                           blank=BLANK, reduction="none", zero_infinity=True)

@@ -10,6 +10,7 @@ from torch import nn
 
 from cald_asr.models.attention import length_mask
 from cald_asr.models.output import ModelOutput
+from cald_asr.precision import upcast
 
 POOLINGS = ("mean", "first")
 
@@ -46,4 +47,4 @@ class TextClassifier(nn.Module):
     @staticmethod
     def ce_loss(out: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
         """Per-example cross-entropy (B,); the caller sums and normalises."""
-        return F.cross_entropy(out.logits.float(), labels, reduction="none")
+        return F.cross_entropy(upcast(out.logits), labels, reduction="none")
