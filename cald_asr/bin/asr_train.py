@@ -20,12 +20,13 @@ for several nodes run torchrun yourself with its own arguments around `-m cald_a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import yaml
@@ -33,14 +34,17 @@ import yaml
 from cald_asr.convert import convert_model
 from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.text_dataset import TextDataset
-from cald_asr.distill.guides import (STRATEGIES, STUDENT_INIT, Guide, HybridGuide, TargetGuide, TrajectoryGuide,
+from cald_asr.distill.guides import (STUDENT_INIT, Guide, HybridGuide, TargetGuide, TrajectoryGuide,
                                      WaypointGuide)
 from cald_asr.models.model_file import load_model
 from cald_asr.text import TokenList, build_tokenizer
-from cald_asr.train.checkpoint import CheckpointError
-from cald_asr.train.config import ConfigError, apply_overrides, load_yaml, merge_with_defaults
+from cald_asr.train.checkpoint import CHECKPOINT_NAME, CheckpointError, has_checkpoint
+from cald_asr.train.config import ConfigError, apply_overrides, check_option, load_yaml, merge_with_defaults
 from cald_asr.train.distributed import init_distributed
-from cald_asr.train.trainer import DEFAULTS, set_seed, task_loss_sum, train
+from cald_asr.train.provenance import run_inputs
+from cald_asr.train.run_lock import RunLock, RunLockError
+from cald_asr.train.trainer import (DEFAULTS, OPTION_SPECS, clear_run, mixer_conf_spec, read_done, run_differences,
+                                    set_seed, task_loss_sum, train)
 
 
 def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
@@ -65,17 +69,71 @@ def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
 
 
 def build_config(args, overrides: Sequence[str]):
-    cfg = merge_with_defaults(load_yaml(args.config), DEFAULTS, args.config)
-    for extra in (args.cald_config, args.mixer_config):
-        if extra:
-            cfg = merge_with_defaults({**cfg, **load_yaml(extra)}, DEFAULTS, extra)
-    cfg = apply_overrides(cfg, overrides, DEFAULTS)
+    cfg: dict = {}
+    mixer_source = "the defaults"  # the file that set mixer_conf, named when its keys do not fit the mixer
+    for path in (args.config, args.cald_config, args.mixer_config):
+        if path:
+            data = load_yaml(path)
+            cfg = merge_with_defaults({**cfg, **data}, DEFAULTS, path, OPTION_SPECS)
+            mixer_source = path if "mixer_conf" in data else mixer_source
+    cfg = apply_overrides(cfg, overrides, DEFAULTS, OPTION_SPECS)
     strategy = cfg["strategy"]
-    if strategy is not None and strategy not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     if strategy is not None and not cfg["mixer"]:
         raise ConfigError("a CALD run needs mixer: (and mixer_conf:) in its config")
+    if cfg["mixer"]:
+        check_option("mixer_conf", cfg["mixer_conf"], mixer_conf_spec(cfg["mixer"]),
+                     f"{mixer_source} (mixer {cfg['mixer']})")
     return cfg
+
+
+def read_models(cfg, args) -> Dict[str, Optional[str]]:
+    """{role: model dir} of what the run reads: --init_model (Std.), or the strategy's start model, which is
+    also the teacher of target, hybrid and trajectory."""
+    strategy = cfg["strategy"]
+    if strategy is None:
+        return {"init_model": args.init_model}
+    role = f"{STUDENT_INIT[strategy]}_model"
+    return {role: getattr(args, role)}
+
+
+def inputs_of(cfg, args) -> Dict[str, str]:
+    """Fingerprints of what the run is trained from (recorded in .done and checkpoints)."""
+    models = read_models(cfg, args)
+    for role, d in models.items():
+        if d is None:
+            raise ConfigError(f"{'a Std. run' if role == 'init_model' else 'strategy ' + cfg['strategy']} needs "
+                              f"--{role}")
+        if not Path(d).is_dir():
+            raise ConfigError(f"--{role} {d}: not a model dir")
+    snapshots = args.snapshot_dir if cfg["strategy"] == "waypoint" else None
+    if cfg["strategy"] == "waypoint" and not (snapshots and Path(snapshots).is_dir()):
+        raise ConfigError("waypoint needs --snapshot_dir (the Std. run's snapshots/)")
+    for flag in ("train_data", "valid_data"):
+        if not Path(getattr(args, flag)).is_dir():
+            raise ConfigError(f"--{flag} {getattr(args, flag)}: not a data dir")
+    return run_inputs(models, snapshots, Path(args.train_data), Path(args.valid_data))
+
+
+def check_finished_or_unfinished(out: Path, cfg, inputs, args, prog: str) -> Optional[int]:
+    """A finished run is skipped when asked again with the same options and inputs, and refused (naming what
+    differs) with other ones; an unfinished run's checkpoint is never overwritten without --resume or --force.
+    -> an exit status to return now, or None to train."""
+    if args.force:
+        return None
+    done = read_done(out)
+    if done is not None:
+        diff = run_differences(done.get("config"), cfg, done.get("inputs"), inputs)
+        if diff:
+            print(f"{prog}: error: {out} holds a finished run trained from other options or inputs "
+                  f"({'; '.join(diff[:6])}); --force retrains it", file=sys.stderr)
+            return 1
+        print(f"{prog}: {out} holds a finished run, skipping (--force to retrain)")
+        return 0
+    if has_checkpoint(out / CHECKPOINT_NAME) and not args.resume:
+        print(f"{prog}: error: {out} holds the checkpoint of an unfinished run: --resume continues it, --force "
+              f"retrains from step 0", file=sys.stderr)
+        return 1
+    return None
 
 
 def build_models(cfg, args):
@@ -126,7 +184,7 @@ def build_models(cfg, args):
     return student, fields, guide
 
 
-def build_datasets(fields, args, model):
+def build_datasets(fields, args, model, cfg=None):
     """-> (train set, valid set, tokenizer for ASR validation or None), by the model's kind."""
     if fields.get("model") == "text_cls":
         max_length = int(getattr(model.encoder, "max_length", 512))
@@ -134,7 +192,9 @@ def build_datasets(fields, args, model):
                 TextDataset(args.valid_data, fields["labels"], max_length=max_length), None)
     token_list = TokenList(fields["token_list"])
     tokenizer = build_tokenizer(fields.get("token_type", "char"), token_list, fields.get("bpemodel"))
-    return ASRDataset(args.train_data, tokenizer), ASRDataset(args.valid_data, tokenizer), tokenizer
+    limit = (cfg or DEFAULTS)["max_unk_share"]
+    return (ASRDataset(args.train_data, tokenizer, max_unk_share=limit),
+            ASRDataset(args.valid_data, tokenizer, max_unk_share=limit), tokenizer)
 
 
 def relaunch_under_torchrun(argv: List[str], nproc: int, prog: str = "asr_train") -> int:
@@ -162,17 +222,35 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "asr_train", doc: str
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         return relaunch_under_torchrun(argv, nproc, prog)
     out = Path(args.output_dir)
-    if (out / ".done").is_file() and not args.force:
-        print(f"{prog}: {out} holds a finished run, skipping (--force to retrain)")
-        return 0
     try:
         cfg = build_config(args, overrides)
+        inputs = inputs_of(cfg, args)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    status = check_finished_or_unfinished(out, cfg, inputs, args, prog)
+    if status is not None:
+        return status
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    try:
+        # one run per experiment dir; under torchrun the rank-0 process holds the lock
+        with RunLock(out, log=lambda m: print(f"{prog}: {m}", flush=True)) if main_rank else contextlib.nullcontext():
+            if args.force and main_rank:
+                clear_run(out)
+            return train_run(cfg, args, inputs, out, prog)
+    except RunLockError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+
+
+def train_run(cfg, args, inputs, out: Path, prog: str) -> int:
+    try:
         info = init_distributed(use_cuda=args.ngpu > 0)
         model, fields, guide = build_models(cfg, args)
         if args.ngpu and not torch.cuda.is_available():
             raise ConfigError(f"--ngpu {args.ngpu} but torch sees no CUDA device (use --nproc N on CPU)")
         device = torch.device(f"cuda:{info.local_rank}") if args.ngpu else torch.device("cpu")
-        train_set, valid_set, tokenizer = build_datasets(fields, args, model)
+        train_set, valid_set, tokenizer = build_datasets(fields, args, model, cfg)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
@@ -182,7 +260,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "asr_train", doc: str
     try:
         # --force retrains from the start: a finished run's checkpoint is not a point to resume from
         train(cfg, model, train_set, valid_set, tokenizer, out, fields, guide,
-              resume=args.resume and not args.force, info=info, device=device)
+              resume=args.resume and not args.force, info=info, device=device, inputs=inputs)
     except CheckpointError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1

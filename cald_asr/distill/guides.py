@@ -52,12 +52,17 @@ def _teacher_forward(teacher: nn.Module, batch: Dict[str, Any], mode: str) -> Mo
 class Guide:
     name = "unguided"
     device = torch.device("cpu")
+    dtype = torch.float32
 
-    def to(self, device: torch.device) -> "Guide":
-        self.device = device
+    def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "Guide":
+        """Teachers run on the student's device and in its dtype."""
+        self.device, self.dtype = device, dtype
         teacher = getattr(self, "teacher", None)
         if teacher is not None:
-            teacher.to(device)
+            teacher.to(device, dtype)
+        cache = getattr(self, "cache", None)
+        if cache is not None:
+            cache.dtype = dtype
         return self
 
     def teacher_outputs(self, batch: Dict[str, Any], step: int) -> Optional[ModelOutput]:
@@ -102,6 +107,7 @@ class TeacherCache:
     under the same id, e.g. after data prep was rerun) is recomputed, not served stale."""
 
     def __init__(self, directory: Path, teacher: Optional[nn.Module] = None):
+        self.dtype = torch.float32  # what entries are read back as (the run's dtype)
         self.dir = Path(directory)
         if teacher is not None:
             self.dir = self.dir / weights_fingerprint(teacher)
@@ -152,10 +158,10 @@ class TeacherCache:
             return out
         lengths = torch.tensor([it["hidden"].shape[1] for it in items], device=device)
         T = int(lengths.max())
-        pad = lambda x: nn.functional.pad(x.float(), (0, 0, 0, T - x.shape[-2]))  # noqa: E731
+        pad = lambda x: nn.functional.pad(x.to(self.dtype), (0, 0, 0, T - x.shape[-2]))  # noqa: E731
         hidden = torch.stack([pad(it["hidden"]) for it in items], dim=1)  # (L, B, T, D)
         per_utt = items[0]["logits"].dim() == 1
-        logits = torch.stack([it["logits"].float() if per_utt else pad(it["logits"]) for it in items])
+        logits = torch.stack([it["logits"].to(self.dtype) if per_utt else pad(it["logits"]) for it in items])
         return ModelOutput(logits, lengths, list(hidden.unbind(0)))
 
 
@@ -214,7 +220,7 @@ class WaypointGuide(Guide):
         i = self.snapshot_for(step)
         if i != self.current:
             self.teacher, _ = load_model(self.snapshots[i][1])
-            self.teacher.to(self.device)
+            self.teacher.to(self.device, self.dtype)
             self.current = i
         return _teacher_forward(self.teacher, batch, self.mode)
 
@@ -230,7 +236,8 @@ class TrajectoryGuide(Guide):
         from cald_asr.train.optim import build_optimizer
 
         self.teacher = teacher
-        self.train_view = wrap(teacher)  # DistributedDataParallel when distributed
+        self.wrap = wrap  # DistributedDataParallel when distributed
+        self._train_view: Optional[nn.Module] = None
         self.task_loss = task_loss
         self.update_every, self.mode, self.grad_clip = int(update_every), mode, grad_clip
         self.optimizer = build_optimizer(teacher, "adamw", {"lr": lr, "weight_decay": weight_decay})
@@ -239,6 +246,13 @@ class TrajectoryGuide(Guide):
 
     def distils(self, step: int) -> bool:
         return True
+
+    @property
+    def train_view(self) -> nn.Module:
+        # wrapped at first use, after to(): DistributedDataParallel fixes the device and dtype of its buckets
+        if self._train_view is None:
+            self._train_view = self.wrap(self.teacher)
+        return self._train_view
 
     def teacher_outputs(self, batch, step):
         return _teacher_forward(self.teacher, batch, self.mode)

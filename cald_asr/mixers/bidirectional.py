@@ -43,6 +43,7 @@ class Bidirectional(nn.Module):
 
 class BiMamba2(Bidirectional):
     """Two independent Mamba2 mixers (same conf), run as one fused scan."""
+    direction = Mamba2  # **conf are its keyword arguments
 
     def __init__(self, d_model: int, fused: bool = True, **conf):
         super().__init__(Mamba2(d_model, **conf), Mamba2(d_model, **conf), fused)
@@ -50,6 +51,7 @@ class BiMamba2(Bidirectional):
 
 class BiMamba(Bidirectional):
     """Two independent Mamba (v1) mixers (same conf), run as one fused scan."""
+    direction = Mamba  # **conf are its keyword arguments
 
     def __init__(self, d_model: int, fused: bool = True, **conf):
         super().__init__(Mamba(d_model, **conf), Mamba(d_model, **conf), fused)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import Any, List, Sequence
 
 import torch
 import torch.distributed as dist
@@ -57,3 +57,12 @@ def all_true(flag: bool, info: DistInfo) -> bool:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def gather_objects(obj: Any, info: DistInfo) -> List[Any]:
+    """[rank 0's obj, rank 1's, ...] on every rank (a collective: every rank must call it)."""
+    if not info.enabled:
+        return [obj]
+    out: List[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out

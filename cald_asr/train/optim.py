@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 NO_DECAY_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.Embedding)
+OPTIMIZERS = ("adamw",)
+SCHEDULERS = ("constant", "warmuplr", "warmup_exp")
 
 
 def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = None,

@@ -18,8 +18,10 @@ so its L_logits is summed over utterances and divided by N_utts.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,23 +36,29 @@ from tqdm import tqdm
 from cald_asr.data.collate import pad_collate
 from cald_asr.data.sampler import LengthBucketBatchSampler
 from cald_asr.decode.ctc_greedy import ctc_greedy
-from cald_asr.distill.guides import Guide, model_inputs
+from cald_asr.distill.guides import STRATEGIES, Guide, model_inputs
 from cald_asr.distill.losses import layer_loss_sum, logits_kl_sum
 from cald_asr.models.asr_ctc import ASRCTCModel
 from cald_asr.models.model_file import save_model
 from cald_asr.models.text_classifier import TextClassifier
 from cald_asr.scoring.accuracy import accuracy, macro_f1
-from cald_asr.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from cald_asr.train.distributed import DistInfo, all_true, barrier, shard
-from cald_asr.train.optim import build_optimizer, build_scheduler
+from cald_asr.mixers.registry import MIXERS
+from cald_asr.precision import DTYPES, run_dtype
+from cald_asr.train.checkpoint import (CHECKPOINT_NAME, PREVIOUS_NAME, CheckpointError, has_checkpoint,
+                                       load_checkpoint, rank_rng_state, rng_state, save_checkpoint, set_rng_state)
+from cald_asr.train.config import Fixed, Mapping, OptionSpec, Spec, keyword_specs, spec_of
+from cald_asr.train.distributed import DistInfo, all_true, barrier, gather_objects, shard
+from cald_asr.train.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
 from cald_asr.train.report import Scalars, get_logger
 from cald_asr.train.specaug import SpecAugment
 
 DEFAULTS: Dict[str, Any] = {
-    "seed": 0,
+    "seed": 0,                   # rank r of a multi-process run seeds its augmentation and dropout with seed + r
+    "dtype": "float32",          # float64: the whole run in double precision (equality checks, see precision.py)
     "max_steps": 1000,
     "batch_bins": 1_600_000,     # cap on padded input size per global batch: batch size x longest input
     "max_batch_size": 64,
+    "max_unk_share": 0.01,       # ASR: transcript symbols outside the token list above this share: an error
     "accum_grad": 1,
     "optim": "adamw",
     # lr_scale: {name pattern: lr multiplier}, e.g. {"*.E.weight": 50} (cald_asr/train/optim.py)
@@ -84,6 +92,41 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 
+# The type of every option (config.py checks files and overrides against them, at any depth); what a
+# default does not say (None defaults, choices, fixed nested keys) is declared here.
+OPTION_SPECS: Dict[str, OptionSpec] = {
+    **{k: spec_of(v) for k, v in DEFAULTS.items()},
+    "dtype": Spec(choices=tuple(DTYPES)),
+    "optim": Spec(choices=OPTIMIZERS),
+    "optim_conf": Fixed({"lr": Spec((float,)), "betas": Spec((list,)), "eps": Spec((float,)),
+                         "weight_decay": Spec((float,)), "lr_scale": Mapping(Spec((float,)))}),
+    "scheduler": Spec(choices=SCHEDULERS),
+    "scheduler_conf": Fixed({"warmup_steps": Spec((int,)), "final_lr_ratio": Spec((float,)),
+                             "decay_steps": Spec((int,), optional=True)}),
+    "specaug_conf": keyword_specs(SpecAugment),
+    "valid_batch_bins": Spec((int,), optional=True),
+    "max_unk_share": Spec((float,), optional=True),
+    "stop_after": Spec((int,), optional=True),
+    "position_limit": Spec((int,), choices=("auto",), optional=True),
+    "strategy": Spec(choices=STRATEGIES, optional=True),
+    "teacher_mode": Spec(choices=("eval", "train")),
+    "switch_off_step": Spec((int, float), optional=True),
+    "teacher_lr": Spec((float,), optional=True),
+    "mixer": Spec(choices=tuple(MIXERS), optional=True),
+    "mixer_conf": Spec((dict,)),  # the mixer's keyword arguments: see mixer_conf_spec
+}
+
+
+def mixer_conf_spec(mixer: str) -> Fixed:
+    """mixer_conf's keys: the mixer's keyword arguments (a bidirectional mixer's are its direction's)."""
+    cls = MIXERS[mixer]
+    spec = keyword_specs(cls, skip=("d_model",))
+    direction = getattr(cls, "direction", None)
+    if direction is not None:
+        spec = Fixed({**spec.keys, **keyword_specs(direction, skip=("d_model",)).keys})
+    return spec
+
+
 @dataclass
 class StepNorm:
     n_utts: int
@@ -105,6 +148,12 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Each rank draws its own SpecAugment and dropout masks (rank 0 keeps the run's seed, so one process
+    trains as before); the batch sampler keeps the shared seed, so every rank sees the same global batches."""
+    return int(seed) + int(rank)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -161,9 +210,9 @@ def validate(model: nn.Module, dataset, batches: Sequence[Sequence[int]], tokeni
         return validate_classifier(model, dataset, batches)
     model.eval()
     total, n, refs, hyps = 0.0, 0, [], []
-    device = next(model.parameters()).device
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     for b in batches:
-        batch = to_device(pad_collate([dataset[i] for i in b]), device)
+        batch = to_device(pad_collate([dataset[i] for i in b]), device, dtype)
         out = model(*model_inputs(batch))
         total += ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"]).sum().item()
         n += len(b)
@@ -179,10 +228,10 @@ def validate_classifier(model: nn.Module, dataset, batches: Sequence[Sequence[in
     """Dev cross-entropy per utterance, accuracy, macro-F1 and error (100 - accuracy), in %."""
     model.eval()
     total, refs, hyps = 0.0, [], []
-    device = next(model.parameters()).device
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     collate = collate_of(dataset)
     for b in batches:
-        batch = to_device(collate([dataset[i] for i in b]), device)
+        batch = to_device(collate([dataset[i] for i in b]), device, dtype)
         out = model(*model_inputs(batch))
         total += TextClassifier.ce_loss(out, batch["labels"]).sum().item()
         refs += batch["labels"].tolist()
@@ -192,8 +241,13 @@ def validate_classifier(model: nn.Module, dataset, batches: Sequence[Sequence[in
     return {"loss": total / max(len(refs), 1), "acc": acc, "macro_f1": macro_f1(refs, hyps), "err": 100.0 - acc}
 
 
-def to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+def to_device(batch: Dict[str, Any], device: torch.device, dtype: Optional[torch.dtype] = None) -> Dict[str, Any]:
+    """Tensors to `device`; floating-point ones also to `dtype` when given (the run's dtype)."""
+    def move(v):
+        if dtype is not None and torch.is_floating_point(v):
+            return v.to(device, dtype, non_blocking=True)
+        return v.to(device, non_blocking=True)
+    return {k: move(v) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 POSITION_LIMIT_QUANTILE = 0.99
@@ -239,33 +293,90 @@ RESUME_FREE_KEYS = ("log_every", "valid_every", "checkpoint_every", "snapshot_ev
                     "valid_batch_bins", "stop_after", "max_nonfinite_in_a_row")
 
 
-def check_resumable(saved: Optional[Dict[str, Any]], cfg: Dict[str, Any], path: Path) -> None:
-    """Refuse to resume under a config that differs from the checkpoint's in anything that shapes training
-    (model, optimiser, schedule, data): the optimiser state alone would fail with an unreadable error or,
-    worse, load and train something else than either config describes."""
-    if saved is None:
-        return
-    keys = sorted((set(saved) | set(cfg)) - set(RESUME_FREE_KEYS))
-    diff = [k for k in keys if saved.get(k) != cfg.get(k)]
+def run_differences(saved_cfg: Optional[Dict[str, Any]], cfg: Dict[str, Any],
+                    saved_inputs: Optional[Dict[str, Any]], inputs: Optional[Dict[str, Any]]) -> List[str]:
+    """What differs between the run that wrote a checkpoint (or finished) and this one, in anything that shapes
+    training: the options (model, optimiser, schedule, data) and the inputs' fingerprints (start model,
+    teacher, snapshots, data dirs). Parts the earlier run did not record (None) are not compared."""
+    diff = []
+    if saved_cfg is not None:
+        keys = sorted((set(saved_cfg) | set(cfg)) - set(RESUME_FREE_KEYS))
+        diff += [f"{k}: {saved_cfg.get(k)!r} -> {cfg.get(k)!r}" for k in keys if saved_cfg.get(k) != cfg.get(k)]
+    if saved_inputs is not None and inputs is not None:
+        keys = sorted(set(saved_inputs) | set(inputs))
+        diff += [f"{k}: {saved_inputs.get(k)} -> {inputs.get(k)}" for k in keys
+                 if saved_inputs.get(k) != inputs.get(k)]
+    return diff
+
+
+def check_resumable(ck: Dict[str, Any], cfg: Dict[str, Any], inputs: Optional[Dict[str, Any]], path: Path) -> None:
+    """Refuse to resume under other options or inputs: the optimiser state alone would fail with an unreadable
+    error or, worse, load and train something else than either run describes."""
+    diff = run_differences(ck.get("config"), cfg, ck.get("inputs"), inputs)
     if diff:
-        shown = "; ".join(f"{k}: {saved.get(k)!r} -> {cfg.get(k)!r}" for k in diff[:6])
-        raise CheckpointError(f"{path} was written by a run with other options ({shown}); resume with the same "
-                              f"options, or retrain from the start with --force")
+        raise CheckpointError(f"{path} was written by a run with other options or inputs ({'; '.join(diff[:6])}); "
+                              f"resume with the same ones, or retrain from the start with --force")
+
+
+DONE_NAME = ".done"
+
+
+def read_done(out_dir: Path) -> Optional[Dict[str, Any]]:
+    """The record a finished run leaves ({steps, config, inputs}); {} for a run finished before runs kept
+    one (the file held the step count alone); None if the run has not finished."""
+    path = Path(out_dir) / DONE_NAME
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+RUN_OUTPUTS = (DONE_NAME, CHECKPOINT_NAME, PREVIOUS_NAME, "best", "final", "snapshots", "tensorboard")
+
+
+def clear_run(out_dir: Path) -> None:
+    """What a run trained from step 0 (--force) replaces: an earlier run's snapshots or best/ left beside the
+    new run's would be read as its own (waypoint guidance takes every snapshot in the dir)."""
+    for name in RUN_OUTPUTS:
+        path = Path(out_dir) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def restore_rng(ck: Dict[str, Any], info: DistInfo, log) -> None:
+    """Each rank continues its own random draws; a rank the checkpoint has no state for (more processes
+    than wrote it) keeps its fresh seed, and the run is then not bitwise the one it continues."""
+    saved = rank_rng_state(ck["rng"], info.rank)
+    if saved is not None:
+        set_rng_state(saved)
+    written_by = ck.get("world_size", 1)
+    if written_by != info.world_size and info.is_main:
+        log.warning(f"the checkpoint was written by {written_by} process(es), this run has {info.world_size}: "
+                    "it continues with the same global batches, but its random draws are not bitwise the same")
 
 
 def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer, out_dir: Path,
           model_fields: Dict[str, Any], guide: Optional[Guide] = None, resume: bool = False,
-          info: DistInfo = DistInfo(), device: torch.device = torch.device("cpu")) -> Dict[str, Any]:
+          info: DistInfo = DistInfo(), device: torch.device = torch.device("cpu"),
+          inputs: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Train `model` (an ASRCTCModel or a TextClassifier) in place; writes under out_dir: checkpoint.pt,
-    best/ and final/ model dirs, snapshots/step_<N>/, train.log, tensorboard/, loss_curves.png. `tokenizer`
-    decodes ASR validation output (unused for classifiers). Returns the final state summary."""
+    best/ and final/ model dirs, snapshots/step_<N>/, train.log, tensorboard/, loss_curves.png, and .done
+    at the end. `tokenizer` decodes ASR validation output (unused for classifiers). `inputs` (fingerprints of
+    the start model, teacher and data) is kept with the checkpoints and .done: a resume under other inputs is
+    refused. Returns the final state summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     main = info.is_main
     log = get_logger(out_dir, main)
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
-    set_seed(cfg["seed"])
+    set_seed(rank_seed(cfg["seed"], info.rank))
+    dtype = run_dtype(cfg["dtype"])
     task = task_of(model)
     if task is ASR:
         model.specaug = SpecAugment(**cfg["specaug_conf"]) if cfg["specaug"] else None
@@ -278,9 +389,9 @@ def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer
         model_fields = {**model_fields, "encoder_conf": {**model_fields.get("encoder_conf", {}),
                                                          "position_limit": limit}}
     collate = collate_of(train_set)
-    model.to(device).train()
+    model.to(device, dtype).train()
     if guide is not None:
-        guide.to(device)
+        guide.to(device, dtype)
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if info.enabled else model
     optimizer = build_optimizer(model, cfg["optim"], cfg["optim_conf"])
@@ -295,9 +406,9 @@ def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer
           best: math.inf, "best_step": 0}
     history = None
     ckpt_path = out_dir / CHECKPOINT_NAME
-    if resume and ckpt_path.is_file():
-        ck = load_checkpoint(ckpt_path, device)
-        check_resumable(ck.get("config"), cfg, ckpt_path)
+    if resume and has_checkpoint(ckpt_path):
+        ck = load_checkpoint(ckpt_path, device, log)
+        check_resumable(ck, cfg, inputs, ckpt_path)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
@@ -305,17 +416,21 @@ def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer
         history = ck["history"]
         if guide is not None:
             guide.load_state_dict(ck["guide"])
-        set_rng_state(ck["rng"])
+        restore_rng(ck, info, log)
         log.info(f"resumed from {ckpt_path} at step {st['step']} (epoch {st['epoch']}, "
                  f"batch {st['batch_in_epoch']})")
+    if main:
+        (out_dir / DONE_NAME).unlink(missing_ok=True)  # a run under way is not finished, whatever ran before
     scalars = Scalars(out_dir, main, history)
 
     def checkpoint() -> None:
+        rngs = gather_objects(rng_state(), info)  # every rank's generators, so each resumes its own draws
         if main:
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "state": dict(st), "rng": rng_state(),
+                             "scheduler": scheduler.state_dict(), "state": dict(st), "rng": rngs,
+                             "world_size": info.world_size,
                              "guide": guide.state_dict() if guide is not None else {},
-                             "history": scalars.history, "config": cfg}, ckpt_path)
+                             "history": scalars.history, "config": cfg, "inputs": inputs}, ckpt_path)
 
     def run_validation() -> None:
         if main:
@@ -358,7 +473,7 @@ def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer
             for b in group:
                 mine = shard(b, info)
                 # a rank left without utterances still joins the gradient all-reduce, with weight 0
-                micro.append((to_device(collate([train_set[i] for i in (mine or b[:1])]), device),
+                micro.append((to_device(collate([train_set[i] for i in (mine or b[:1])]), device, dtype),
                               1.0 if mine else 0.0))
             optimizer.zero_grad(set_to_none=True)
             ok, stats_step = True, []
@@ -440,7 +555,8 @@ def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer
     checkpoint()
     if main:
         save_model(model, {**model_fields, "trained_steps": st["step"]}, out_dir / "final")
-        (out_dir / ".done").write_text(f"{st['step']}\n")
+        record = {"steps": st["step"], "config": cfg, "inputs": inputs}
+        (out_dir / DONE_NAME).write_text(json.dumps(record, indent=1, default=str) + "\n")
         png = scalars.plot()
         result = (f"best dev WER {st[best]:.2f}%" if task is ASR else
                   f"best dev accuracy {100 - st[best]:.2f}% (macro-F1 {st.get('best_macro_f1', math.nan):.2f}%)")

@@ -7,7 +7,7 @@ import yaml
 
 from cald_asr.bin import asr_train
 from cald_asr.train.checkpoint import CHECKPOINT_NAME
-from train_helpers import build, cald_args, std_args
+from train_helpers import TEACHER_CONF, build, cald_args, std_args
 
 ONE_STEP = ["--max_steps", 1, "--valid_every", 100]
 
@@ -54,3 +54,44 @@ def test_misspelt_nested_key_of_a_fixed_mapping_is_an_error():
         apply_overrides(DEFAULTS, ["--scheduler_conf.warmup_step", "500"], DEFAULTS)
     out = apply_overrides(DEFAULTS, ["--scheduler_conf.warmup_steps", "500", "--mixer_conf.d_state", "64"], DEFAULTS)
     assert out["scheduler_conf"]["warmup_steps"] == 500 and out["mixer_conf"] == {"d_state": 64}
+
+
+@pytest.mark.parametrize("yaml_text,message", [
+    ('max_steps: "100"\n', "max_steps: expected an integer, got the string '100'"),
+    ('specaug: "false"\n', "specaug: expected true or false, got the string 'false'"),
+    ("scheduler_conf:\n  warmup_step: 10\n",
+     "scheduler_conf: unknown key 'warmup_step' (known: decay_steps, final_lr_ratio, warmup_steps)"),
+    ("specaug_conf:\n  num_time_masks: 3\n", "specaug_conf: unknown key 'num_time_masks'"),
+    ("optim_conf:\n  lr_scale: {'*.E.weight': fifty}\n",
+     "optim_conf.lr_scale.*.E.weight: expected a number, got the string 'fifty'"),
+    ("position_limit: automatic\n", "position_limit: expected an integer or 'auto' or null"),
+])
+def test_nested_keys_and_types_of_a_config_file_are_checked(yesno, tmp_path, capsys, yaml_text, message):
+    conf = tmp_path / "train.yaml"
+    conf.write_text((TEACHER_CONF.read_text() + "\n" + yaml_text).replace("max_steps: 300\n", ""))
+    out = tmp_path / "run"
+    args = std_args(yesno, out, *ONE_STEP)
+    args[args.index("--config") + 1] = str(conf)
+    assert asr_train.main(args) == 1
+    err = capsys.readouterr().err
+    assert f"asr_train: error: {conf}: {message}" in err
+    assert not out.exists(), "nothing is written for a refused config"
+
+
+def test_yaml_numbers_and_override_types(yesno, tmp_path, capsys):
+    from cald_asr.train.config import yaml_load
+
+    assert yaml_load("lr: 3e-4") == {"lr": 3e-4}, "YAML 1.2 numbers, not YAML 1.1's string '3e-4'"
+    out = tmp_path / "run"
+    assert asr_train.main(std_args(yesno, out, *ONE_STEP, "--max_steps", "1.5")) == 1
+    assert "command line --max_steps: max_steps: expected an integer, got float 1.5" in capsys.readouterr().err
+
+
+def test_a_mixer_conf_typo_names_the_file_and_the_mixer(yesno, teacher, tmp_path, capsys):
+    mixer = tmp_path / "mixer.yaml"
+    mixer.write_text("mixer: bimamba2\nmixer_conf: {d_stat: 16}\n")
+    args = cald_args("target", yesno, teacher, tmp_path / "run", *ONE_STEP)
+    args[args.index("--mixer_config") + 1] = str(mixer)
+    assert asr_train.main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{mixer} (mixer bimamba2): mixer_conf: unknown key 'd_stat' (known: A_init_range" in err
