@@ -30,8 +30,9 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        # ctranslate2 is the reference implementation the Whisper loader is tested against.
-        "test": ["pytest", "ctranslate2"],
+        # ctranslate2 is the reference implementation the Whisper loader is tested against; torch_complex is
+        # what espnet2.layers.stft imports (the ESPnet front-end parity tests).
+        "test": ["pytest", "ctranslate2", "torch_complex"],
         # espnet itself is installed with --no-deps by utils/setup_env.sh --extras espnet; these
         # are the dependencies of the espnet modules we import.
         "espnet": ["typeguard", "packaging"],
