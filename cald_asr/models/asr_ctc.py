@@ -19,6 +19,7 @@ class ASRCTCModel(nn.Module):
 
     `frontend` (optional) turns waveforms into the features the encoder reads (Whisper's log-mel);
     without one the encoder reads the input itself (Wav2Vec2 waveforms, dumped MFCCs)."""
+    kind = "asr_ctc"  # the model config's `model:` (its task: cald_asr.tasks)
 
     def __init__(self, encoder: nn.Module, vocab_size: int, frontend: Optional[nn.Module] = None,
                  dropout: float = 0.0):

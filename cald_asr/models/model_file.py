@@ -33,10 +33,11 @@ from cald_asr.convert import convert_model
 from cald_asr.models.asr_ctc import ASRCTCModel
 from cald_asr.models.registry import ENCODERS, FRONTENDS, build_encoder, build_frontend, name_of
 from cald_asr.models.text_classifier import TextClassifier
+from cald_asr.registry import Registry
 
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.safetensors"
-MODEL_KINDS = ("asr_ctc", "text_cls")
+MODEL_KINDS: Registry[type] = Registry("model", {cls.kind: cls for cls in (ASRCTCModel, TextClassifier)})
 FORMAT_VERSION = "1.0"
 # Every key a model config may hold, and what it is
 MODEL_KEYS = {
@@ -79,8 +80,10 @@ def build_model(config: Dict[str, Any], source: str = "config") -> nn.Module:
     """A freshly initialised model with the architecture `config` describes."""
     check_model_config(config, source)
     kind = config.get("model", "asr_ctc")
-    if kind not in MODEL_KINDS:
-        raise ModelFileError(f"{source}: unknown model {kind!r}; known: {', '.join(MODEL_KINDS)}")
+    try:
+        MODEL_KINDS.lookup(kind, source)
+    except ValueError as e:
+        raise ModelFileError(str(e)) from None
     try:
         encoder = build_encoder(config.get("encoder"), config.get("encoder_conf"), source)
         if kind == "asr_ctc":
@@ -109,7 +112,7 @@ def model_config(model: nn.Module, /, **fields) -> Dict[str, Any]:
     """The config that rebuilds `model`'s (unconverted) architecture; `fields` adds token_list, mixer, ..."""
     enc_name = name_of(ENCODERS, model.encoder)
     config: Dict[str, Any] = {
-        "model": "asr_ctc" if isinstance(model, ASRCTCModel) else "text_cls",
+        "model": model.kind,
         "encoder": enc_name,
         "encoder_conf": ENCODERS[enc_name].conf_of(model.encoder),
     }

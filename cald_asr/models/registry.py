@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Optional
 from torch import nn
 
 from cald_asr.frontend import WhisperLogMel
+from cald_asr.registry import Registry
 from cald_asr.models.encoders.bert import BertConfig, BertEncoder, default_minilm_path
 from cald_asr.models.encoders.wav2vec2 import Wav2Vec2Config, Wav2Vec2Encoder
 from cald_asr.models.encoders.whisper import WhisperEncoder, default_whisper_base_paths, default_whisper_tiny_en_path
@@ -48,13 +49,13 @@ class EncoderEntry:
     input: str  # what forward() reads: "feats", "wav" or "token_ids"
 
 
-ENCODERS: Dict[str, EncoderEntry] = {
+ENCODERS: Registry[EncoderEntry] = Registry("encoder", {
     "whisper": EncoderEntry(WhisperEncoder, lambda c: WhisperEncoder(**c), lambda e: dict(e.conf), "feats"),
     "wav2vec2": EncoderEntry(Wav2Vec2Encoder, lambda c: Wav2Vec2Encoder(_dataclass_from_conf(Wav2Vec2Config, c)),
                              lambda e: _dataclass_to_conf(e.cfg), "wav"),
     "bert": EncoderEntry(BertEncoder, lambda c: BertEncoder(_dataclass_from_conf(BertConfig, c)),
                          lambda e: _dataclass_to_conf(e.cfg), "token_ids"),
-}
+})
 
 try:
     from cald_asr.models.encoders.espnet_conformer import EspnetSpeechEncoder
@@ -76,9 +77,9 @@ class FrontendEntry:
     conf_of: Callable[[nn.Module], Dict[str, Any]]
 
 
-FRONTENDS: Dict[str, FrontendEntry] = {
+FRONTENDS: Registry[FrontendEntry] = Registry("frontend", {
     "whisper_logmel": FrontendEntry(WhisperLogMel, lambda f: {"n_mels": f.n_mels}),
-}
+})
 
 
 def name_of(table: Dict[str, Any], module: nn.Module) -> str:
@@ -89,14 +90,8 @@ def name_of(table: Dict[str, Any], module: nn.Module) -> str:
     raise TypeError(f"{type(module).__name__} is not registered")
 
 
-def _lookup(table: Dict[str, Any], kind: str, name: Optional[str], source: str):
-    if name not in table:
-        raise ValueError(f"{source}: unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
-    return table[name]
-
-
 def build_encoder(name: str, conf: Dict[str, Any], source: str = "config") -> nn.Module:
-    entry = _lookup(ENCODERS, "encoder", name, source)
+    entry = ENCODERS.lookup(name, source)
     try:
         return entry.build(dict(conf or {}))
     except TypeError as e:
@@ -106,7 +101,7 @@ def build_encoder(name: str, conf: Dict[str, Any], source: str = "config") -> nn
 def build_frontend(name: Optional[str], conf: Dict[str, Any], source: str = "config") -> Optional[nn.Module]:
     if name is None:
         return None
-    entry = _lookup(FRONTENDS, "frontend", name, source)
+    entry = FRONTENDS.lookup(name, source)
     try:
         return entry.cls(**(conf or {}))
     except TypeError as e:
@@ -134,14 +129,14 @@ def _espnet_encoder(path):
 # Pretrained encoder loaders by format: path -> encoder with its pretrained weights. "default" picks the
 # weights that ship with the teacher packages (Whisper tiny.en, all-MiniLM-L6-v2); whisper_ct2 also
 # knows "base" (the two-part Whisper base package).
-PRETRAINED: Dict[str, Callable[[Optional[str]], nn.Module]] = {
+PRETRAINED: Registry[Callable[[Optional[str]], nn.Module]] = Registry("pretrained format", {
     "whisper_ct2": lambda p: WhisperEncoder.from_ct2(_whisper_ct2_path(p)),
     "whisper_hf": lambda p: WhisperEncoder.from_hf(p),
     "wav2vec2_hf": lambda p: Wav2Vec2Encoder.from_pretrained(p),
     "bert_hf": lambda p: BertEncoder.from_pretrained(_default_path(p, default_minilm_path)),
     "espnet": _espnet_encoder,  # an ESPnet experiment dir holding config.yaml + model.pth
-}
+})
 
 
 def load_pretrained_encoder(fmt: str, path: Optional[str], source: str = "config") -> nn.Module:
-    return _lookup(PRETRAINED, "pretrained format", fmt, source)(path)
+    return PRETRAINED.lookup(fmt, source)(path)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 import torch
 from torch import nn
 
+from cald_asr.registry import Registry
+
 NO_DECAY_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.Embedding)
-OPTIMIZERS = ("adamw",)
-SCHEDULERS = ("constant", "warmuplr", "warmup_exp")
 
 
 def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = None,
@@ -56,10 +56,8 @@ def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = No
     return out
 
 
-def build_optimizer(model: nn.Module, name: str, conf: Dict[str, Any]) -> torch.optim.Optimizer:
+def adamw(model: nn.Module, conf: Dict[str, Any]) -> torch.optim.Optimizer:
     conf = dict(conf)
-    if name != "adamw":
-        raise ValueError(f"unknown optim {name!r} (known: adamw)")
     wd = float(conf.pop("weight_decay", 0.0))
     lr_scale = conf.pop("lr_scale", None)
     # YAML 1.1 leaves "1e-3" a string: numbers are coerced here rather than failing inside torch
@@ -68,23 +66,51 @@ def build_optimizer(model: nn.Module, name: str, conf: Dict[str, Any]) -> torch.
     return torch.optim.AdamW(param_groups(model, wd, kwargs.get("lr"), lr_scale), **kwargs)
 
 
+# optim: name -> (model, optim_conf) -> optimizer
+OPTIMIZERS: Registry[Callable[[nn.Module, Dict[str, Any]], torch.optim.Optimizer]] = Registry("optim", {
+    "adamw": adamw,
+})
+
+
+def build_optimizer(model: nn.Module, name: str, conf: Dict[str, Any]) -> torch.optim.Optimizer:
+    return OPTIMIZERS.lookup(name)(model, conf)
+
+
+def constant(step: int, conf: Dict[str, Any], max_steps: int) -> float:
+    warmup = int(conf.get("warmup_steps", 0))
+    return min(1.0, (step + 1) / warmup) if warmup else 1.0
+
+
+def warmuplr(step: int, conf: Dict[str, Any], max_steps: int) -> float:
+    """ESPnet's Noam-style warm-up then inverse square root."""
+    w = max(int(conf.get("warmup_steps", 0)), 1)
+    return w ** 0.5 * min((step + 1) ** -0.5, (step + 1) * w ** -1.5)
+
+
+def warmup_exp(step: int, conf: Dict[str, Any], max_steps: int) -> float:
+    """The paper's: linear warm-up, then exponential decay to final_lr_ratio of the base lr."""
+    warmup = int(conf.get("warmup_steps", 0))
+    if step < warmup:
+        return (step + 1) / warmup
+    decay_steps = max(int(conf.get("decay_steps") or (max_steps - warmup)), 1)
+    final = float(conf.get("final_lr_ratio", 0.005))
+    return math.exp(math.log(final) * min(step - warmup, decay_steps) / decay_steps)
+
+
+# scheduler: name -> (0-based step, scheduler_conf, max_steps) -> multiplier of the base lr
+SCHEDULERS: Registry[Callable[[int, Dict[str, Any], int], float]] = Registry("scheduler", {
+    "constant": constant,
+    "warmuplr": warmuplr,
+    "warmup_exp": warmup_exp,
+})
+
+
 def lr_factor(step: int, name: str, conf: Dict[str, Any], max_steps: int) -> float:
     """Multiplier of the base lr at optimiser step `step` (0-based)."""
-    warmup = int(conf.get("warmup_steps", 0))
-    if name == "constant":
-        return min(1.0, (step + 1) / warmup) if warmup else 1.0
-    if name == "warmuplr":  # ESPnet's Noam-style warm-up then inverse square root
-        w = max(warmup, 1)
-        return w ** 0.5 * min((step + 1) ** -0.5, (step + 1) * w ** -1.5)
-    if name == "warmup_exp":  # the paper's: linear warm-up, then exponential decay to final_lr
-        if step < warmup:
-            return (step + 1) / warmup
-        decay_steps = max(int(conf.get("decay_steps") or (max_steps - warmup)), 1)
-        final = float(conf.get("final_lr_ratio", 0.005))
-        return math.exp(math.log(final) * min(step - warmup, decay_steps) / decay_steps)
-    raise ValueError(f"unknown scheduler {name!r} (known: constant, warmuplr, warmup_exp)")
+    return SCHEDULERS.lookup(name)(step, conf, max_steps)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str, conf: Dict[str, Any], max_steps: int):
-    lr_factor(0, name, conf, max_steps)  # validate now, not at the first step
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, name, conf, max_steps))
+    factor = SCHEDULERS.lookup(name)  # validated now, not at the first step
+    factor(0, conf, max_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: factor(s, conf, max_steps))
