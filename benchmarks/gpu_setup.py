@@ -2,7 +2,7 @@
 
 A mamba-ssm installed without its compiled CUDA extension (MAMBA_SKIP_CUDA_BUILD: building it takes
 longer than a benchmark run may) cannot be imported as a package, because mamba_ssm/__init__.py
-imports the compiled selective scan. Its SSD kernel, the one BiMamba2 uses (cald_asr.mixers.kernels:
+imports the compiled selective scan. Its SSD kernel, the one BiMamba2 uses (cald_asr.mixers.ops.cuda_kernels:
 mamba_ssm.ops.triton.ssd_combined), is Triton code and needs none of it. `enable_mamba_ssm()` imports
 the package as usual where that works, else registers `mamba_ssm` without running its __init__, so
 the Triton modules import on their own; Mamba (v1) kernels then stay unavailable and say so when called.
@@ -55,8 +55,8 @@ def ssd_check() -> dict:
     import torch
     import torch.nn.functional as F
 
-    from cald_asr.mixers.kernels import ssd_kernel
-    from cald_asr.mixers.ssd import ssd_scan
+    from cald_asr.mixers.ops.cuda_kernels import ssd_kernel
+    from cald_asr.mixers.ops.ssd import ssd_scan
 
     g = torch.Generator(device="cuda").manual_seed(0)
     b, t, h, p, n = 2, 300, 4, 32, 64

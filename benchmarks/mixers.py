@@ -69,7 +69,7 @@ def attention_flops(T, d=D_MODEL):
 
 
 def mamba2_flops(T, d=D_MODEL, n=128, headdim=64, chunk=None, conv=4):
-    from cald_asr.mixers.ssd import DEFAULT_CHUNK
+    from cald_asr.mixers.ops.ssd import DEFAULT_CHUNK
 
     L = chunk or DEFAULT_CHUNK
     di, h = d, d // headdim  # expand 1, one group

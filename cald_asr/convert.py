@@ -92,8 +92,7 @@ def attention_slots(model: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 def convert_model(model: nn.Module, mixer: str, mixer_conf: Optional[Dict[str, Any]] = None) -> ConversionReport:
     """Replace every attention of `model` in place with `mixer` (a name in cald_asr.mixers.MIXERS)."""
-    if mixer not in MIXERS:
-        raise ValueError(f"unknown mixer {mixer!r}; known mixers: {', '.join(sorted(MIXERS))}")
+    MIXERS.lookup(mixer)
     report = ConversionReport(mixer, params_before=count_params(model))
     make = _factory(mixer, mixer_conf, model)
 

@@ -8,15 +8,19 @@ from typing import Optional
 import torch.nn as nn
 from torch import Tensor
 
-from .mamba import Mamba, mamba_directions
-from .mamba2 import Mamba2, mamba2_directions
-from .masking import check_lengths, gather_time, reverse_index, valid_mask
+from .mamba import Mamba
+from .mamba2 import Mamba2
+from .ops.directions import mamba2_directions, mamba_directions
+from .ops.masking import check_lengths, gather_time, reverse_index, valid_mask
 
 # mixer type -> function running several same-shaped mixers of that type in one pass
 _FUSED = {Mamba2: mamba2_directions, Mamba: mamba_directions}
 
 
 class Bidirectional(nn.Module):
+    """fwd(x) + un-reversed bwd(reversed x), any two mixers; two Mamba2 or two Mamba mixers of one
+    config_key run as one fused pass unless fused=False."""
+
     def __init__(self, fwd: nn.Module, bwd: nn.Module, fused: bool = True):
         super().__init__()
         self.fwd, self.bwd, self.fused = fwd, bwd, fused
@@ -39,19 +43,3 @@ class Bidirectional(nn.Module):
         y = self.fwd(x, lengths) + gather_time(self.bwd(gather_time(x, index), lengths), index)
         mask = valid_mask(lengths, T, x.device)
         return y if mask is None else y.masked_fill(~mask.unsqueeze(-1), 0.0)
-
-
-class BiMamba2(Bidirectional):
-    """Two independent Mamba2 mixers (same conf), run as one fused scan."""
-    direction = Mamba2  # **conf are its keyword arguments
-
-    def __init__(self, d_model: int, fused: bool = True, **conf):
-        super().__init__(Mamba2(d_model, **conf), Mamba2(d_model, **conf), fused)
-
-
-class BiMamba(Bidirectional):
-    """Two independent Mamba (v1) mixers (same conf), run as one fused scan."""
-    direction = Mamba  # **conf are its keyword arguments
-
-    def __init__(self, d_model: int, fused: bool = True, **conf):
-        super().__init__(Mamba(d_model, **conf), Mamba(d_model, **conf), fused)

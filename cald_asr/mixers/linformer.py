@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .masking import check_lengths, valid_mask
+from .ops.masking import check_lengths, valid_mask
 
 SHARING = ("none", "key_value", "layerwise")
 
@@ -39,8 +39,19 @@ class LinformerProjection(nn.Module):
 class Linformer(nn.Module):
     """forward(x (B,T,D), lengths) -> (B,T,D), zero on padding; T must not exceed max_len.
 
-    sharing: "none" (own E and F), "key_value" (E = F within the layer), "layerwise" (the
-    LinformerProjection passed as shared_proj serves as E = F; pass the same one to every layer)."""
+    Arguments:
+      d_model      input and output width D, a multiple of num_heads
+      num_heads    attention heads
+      max_len      the longest sequence: E and F have max_len rows
+      k            the projected length (columns of E and F)
+      sharing      "none" (own E and F), "key_value" (E = F within the layer), "layerwise" (the
+                   LinformerProjection passed as shared_proj serves as E = F; pass the same one to
+                   every layer)
+      shared_proj  that projection, for sharing="layerwise" only
+      bias         biases on the query, key, value and output projections
+      dropout      attention dropout while training
+      scaling      the factor on the scores; default head_dim ** -0.5
+    """
 
     def __init__(self, d_model: int, num_heads: int, max_len: int, k: int = 256,
                  sharing: str = "none", shared_proj: Optional[LinformerProjection] = None,

@@ -1,50 +1,44 @@
 """Mamba2 block (Dao & Gu 2024, section 7): one input projection to (z, x, B, C, dt), depthwise
 causal conv over (x, B, C), SiLU, SSD scan with one scalar A per head, D skip, RMSNorm gated by z,
-output projection. Parameter names and shapes follow mamba-ssm's Mamba2 so weights interchange."""
+output projection. Parameter names and shapes follow mamba-ssm's Mamba2 so weights interchange.
+forward runs through ops.directions (the blocked layer with its hand-written backward, or mamba-ssm's
+kernels); step is the same block one frame at a time."""
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .conv import causal_depthwise_conv
-from .kernels import ssd_kernel, want_kernels
-from .mamba2_layer import conf_of, mixer_params, run_directions, run_layer
-from .masking import check_lengths, none_if_full, reverse_index, reverse_time, valid_mask
-from .ssd import DEFAULT_CHUNK, ssd_scan
-
-
-class GatedRMSNorm(nn.Module):
-    """RMSNorm(y * silu(z)) * weight, normalised within groups of `group_size` channels."""
-
-    def __init__(self, d: int, group_size: int, eps: float = 1e-5):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(d))
-        self.group_size = group_size
-        self.eps = eps
-
-
-def _gated_rms(y: Tensor, z: Tensor, weight: Tensor, group_size: int, eps: float) -> Tensor:
-    y = y * F.silu(z)
-    shape = y.shape
-    y = y.reshape(*shape[:-1], shape[-1] // group_size, group_size)
-    y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps)
-    return y.reshape(shape) * weight
-
-
-def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> Tensor:
-    """Bias whose softplus is log-uniform in [dt_min, dt_max] (Mamba's dt initialisation)."""
-    dt = torch.exp(torch.rand(n) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
-    dt = dt.clamp(min=floor)
-    return dt + torch.log(-torch.expm1(-dt))  # inverse of softplus
+from .ops.conv import causal_conv_step
+from .ops.directions import mamba2_directions
+from .ops.dt_init import init_dt_bias
+from .ops.norm import GatedRMSNorm, gated_rms
+from .ops.ssd import DEFAULT_CHUNK
 
 
 class Mamba2(nn.Module):
-    """Causal Mamba2 token mixer. forward(x (B,T,D), lengths) -> (B,T,D), zero on padding."""
+    """Causal Mamba2 token mixer. forward(x (B,T,D), lengths) -> (B,T,D), zero on padding.
+
+    Arguments (a config's mixer_conf gives all but d_model):
+      d_model        input and output width D
+      d_state        state size N of each head (the length of B_t and C_t)
+      d_conv         kernel length of the causal depthwise conv
+      expand         d_inner = expand * d_model, the width of x and z
+      headdim        channels per head; nheads = d_inner // headdim, each with one scalar decay A
+      ngroups        groups of heads that share one B and C (nheads must be a multiple)
+      chunk_size     SSD chunk length: changes speed, and the result only by rounding
+      dt_min, dt_max the range dt = softplus(dt_bias) starts log-uniform in
+      dt_init_floor  the smallest initial dt
+      A_init_range   the range -A starts uniform in (A = -exp(A_log))
+      bias           biases on in_proj and out_proj
+      conv_bias      a bias on the conv
+      norm_eps       epsilon of the gated RMS norm
+      use_kernels    mamba-ssm's CUDA kernels: True (required), False (never), None (when the input
+                     is a CUDA tensor and mamba_ssm is installed)
+    """
 
     def __init__(
         self,
@@ -87,6 +81,7 @@ class Mamba2(nn.Module):
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
 
     def config_key(self):
+        """What two Mamba2 mixers must share to run as one fused pass."""
         return (self.d_model, self.d_inner, self.d_state, self.d_conv, self.headdim, self.ngroups,
                 self.chunk_size, self.norm.eps)
 
@@ -108,10 +103,7 @@ class Mamba2(nn.Module):
         conv_state, ssm = state
         H, P, G, N = self.nheads, self.headdim, self.ngroups, self.d_state
         z, xBC, dt = self.in_proj(x_t).split([self.d_inner, self.conv_dim, H], dim=-1)
-        window = torch.cat([conv_state, xBC.unsqueeze(-1)], dim=-1)
-        xBC = (window * self.conv1d.weight[:, 0]).sum(-1)
-        if self.conv1d.bias is not None:
-            xBC = xBC + self.conv1d.bias
+        xBC, conv_state = causal_conv_step(conv_state, xBC, self.conv1d.weight, self.conv1d.bias)
         xBC = F.silu(xBC)
         xs, Bm, Cm = xBC.split([self.d_inner, G * N, G * N], dim=-1)
         xs = xs.view(-1, H, P)
@@ -121,101 +113,5 @@ class Mamba2(nn.Module):
         decay = torch.exp(dt * -torch.exp(self.A_log))
         ssm = ssm * decay[..., None, None] + (dt[..., None] * xs).unsqueeze(-1) * Bm.unsqueeze(2)
         y = (ssm @ Cm.unsqueeze(-1)).squeeze(-1) + self.D[:, None] * xs
-        y = _gated_rms(y.reshape(-1, self.d_inner), z, self.norm.weight, self.norm.group_size, self.norm.eps)
-        return self.out_proj(y), (window[..., 1:], ssm)
-
-
-def cat_bias(layers: Sequence[nn.Module]) -> Optional[Tensor]:
-    """Concatenated biases of Linear/Conv layers, zeros for those without; None if all lack one."""
-    if all(l.bias is None for l in layers):
-        return None
-    return torch.cat([l.bias if l.bias is not None else l.weight.new_zeros(l.weight.shape[0]) for l in layers])
-
-
-def mamba2_directions(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor,
-                      lengths: Optional[Tensor]) -> Tensor:
-    """Run K same-shaped Mamba2 mixers on x at once and sum their outputs; mixer k reads each
-    sequence reversed within its valid length when reverse[k]. The K mixers run as one hand-written
-    autograd node over blocks of time (mamba2_layer); with mamba-ssm's kernels, as one wide Mamba2
-    through them (mamba2_directions_wide)."""
-    if want_kernels(mods[0].use_kernels, x):
-        return mamba2_directions_wide(mods, reverse, x, lengths, use_kernels=True)
-    b, T, _ = x.shape
-    lengths = none_if_full(check_lengths(lengths, b, T), T)
-    params = [p for m in mods for p in mixer_params(m)]
-    if lengths is None:  # no padding: no stacked or reversed whole-sequence copies (see run_directions)
-        return run_directions(x, reverse, conf_of(mods[0]), params)
-    mask = valid_mask(lengths, T, x.device)
-    if mask is not None:
-        # padding is read by nothing valid (it comes after each row's frames in both directions);
-        # zeroing it keeps inf/nan there from reaching the chunked matmuls as 0 * inf
-        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
-    inputs = [reverse_time(x, lengths) if r else x for r in reverse]
-    X = torch.stack(inputs) if len(inputs) > 1 else inputs[0].unsqueeze(0)
-    Y = run_layer(X, conf_of(mods[0]), params)
-    out = None
-    for yk, r in zip(Y.unbind(0), reverse):  # unbind: one backward node, no zero-filled grads
-        yk = reverse_time(yk, lengths) if r else yk
-        out = yk if out is None else out + yk
-    if mask is not None:
-        out = out.masked_fill(~mask.unsqueeze(-1), 0.0)
-    return out
-
-
-def mamba2_directions_wide(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor,
-                           lengths: Optional[Tensor], use_kernels: bool) -> Tensor:
-    """Same result as mamba2_directions, composed of autograd-tracked tensor ops: the K mixers
-    become one wide Mamba2 with K*heads heads and K*groups groups (the SSD grouping keeps each
-    mixer's heads on its own B, C), time-reversed inputs gathered. The path for mamba-ssm's
-    kernels, and the reference the hand-written layer is tested against."""
-    m0 = mods[0]
-    K = len(mods)
-    b, T, _ = x.shape
-    lengths = check_lengths(lengths, b, T)
-    mask = valid_mask(lengths, T, x.device)
-    if mask is not None:
-        # causal mixers never read padding into valid frames; zeroing keeps inf/nan in padding
-        # from leaking through 0 * inf inside the chunked matmuls
-        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
-    H, G, N, P, di, cd = m0.nheads, m0.ngroups, m0.d_state, m0.headdim, m0.d_inner, m0.conv_dim
-
-    w_in = torch.cat([m.in_proj.weight for m in mods]) if K > 1 else m0.in_proj.weight
-    b_in = cat_bias([m.in_proj for m in mods]) if K > 1 else m0.in_proj.bias
-    zxbcdt = F.linear(x, w_in, b_in).view(b, T, K, -1)
-    index = None
-    if any(reverse):
-        rev = reverse_index(lengths, b, T, x.device)
-        fwd = torch.arange(T, device=x.device).expand(b, T)
-        index = torch.stack([rev if r else fwd for r in reverse], dim=2)  # (b,T,K)
-        zxbcdt = zxbcdt.gather(1, index.unsqueeze(-1).expand_as(zxbcdt))
-    z, xBC, dt_raw = zxbcdt.split([di, cd, H], dim=-1)
-
-    conv_w = torch.cat([m.conv1d.weight for m in mods]) if K > 1 else m0.conv1d.weight
-    conv_b = cat_bias([m.conv1d for m in mods]) if K > 1 else m0.conv1d.bias
-    xBC = F.silu(causal_depthwise_conv(xBC.reshape(b, T, K * cd), conv_w, conv_b)).view(b, T, K, cd)
-    xs, Bm, Cm = xBC.split([di, G * N, G * N], dim=-1)
-    xs = xs.reshape(b, T, K * H, P)
-    Bm = Bm.reshape(b, T, K * G, N)
-    Cm = Cm.reshape(b, T, K * G, N)
-    dt_raw = dt_raw.reshape(b, T, K * H)
-    cat = (lambda ps: torch.cat(list(ps))) if K > 1 else (lambda ps: next(iter(ps)))
-    dt_bias = cat(m.dt_bias for m in mods)
-    A = -torch.exp(cat(m.A_log for m in mods))
-    D = cat(m.D for m in mods)
-    if use_kernels:
-        y = ssd_kernel(xs, dt_raw, A, Bm, Cm, m0.chunk_size, D, dt_bias)
-    else:
-        dt = F.softplus(dt_raw + dt_bias)
-        y = ssd_scan(xs, dt, A, Bm, Cm, m0.chunk_size, D=D)
-    norm_w = cat(m.norm.weight for m in mods).view(K, di)
-    y = _gated_rms(y.reshape(b, T, K, di), z, norm_w, m0.norm.group_size, m0.norm.eps)
-    if index is not None:
-        y = y.gather(1, index.unsqueeze(-1).expand_as(y))  # reversal is its own inverse
-    w_out = torch.cat([m.out_proj.weight for m in mods], dim=1) if K > 1 else m0.out_proj.weight
-    b_out = None
-    if any(m.out_proj.bias is not None for m in mods):
-        b_out = sum(m.out_proj.bias for m in mods if m.out_proj.bias is not None)
-    out = F.linear(y.reshape(b, T, K * di), w_out, b_out)
-    if mask is not None:
-        out = out.masked_fill(~mask.unsqueeze(-1), 0.0)
-    return out
+        y = gated_rms(y.reshape(-1, self.d_inner), z, self.norm.weight, self.norm.group_size, self.norm.eps)
+        return self.out_proj(y), (conv_state, ssm)

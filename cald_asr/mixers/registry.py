@@ -3,24 +3,23 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from .bidirectional import BiMamba, BiMamba2
+from cald_asr.registry import Registry
+
+from .bimamba import BiMamba
+from .bimamba2 import BiMamba2
 from .linformer import Linformer
 from .mamba import Mamba
 from .mamba2 import Mamba2
 
-MIXERS: dict[str, type] = {
+MIXERS: Registry[type] = Registry("mixer", {
     "mamba2": Mamba2,
     "mamba": Mamba,
     "bimamba2": BiMamba2,
     "bimamba": BiMamba,
     "linformer": Linformer,
-}
+})
 
 
 def build_mixer(name: str, d_model: int, **conf) -> nn.Module:
     """MIXERS[name](d_model, **conf); e.g. build_mixer("linformer", 768, num_heads=12, max_len=512)."""
-    try:
-        cls = MIXERS[name]
-    except KeyError:
-        raise ValueError(f"unknown mixer {name!r}; known mixers: {', '.join(sorted(MIXERS))}") from None
-    return cls(d_model, **conf)
+    return MIXERS.lookup(name)(d_model, **conf)

@@ -2,7 +2,7 @@
 gradients (the Mamba blocks keep nn.Conv1d's parameter layout)."""
 import torch
 
-from cald_asr.mixers.conv import causal_depthwise_conv
+from cald_asr.mixers.ops.conv import causal_depthwise_conv
 
 
 def test_matches_conv1d():

@@ -1,11 +1,12 @@
 """Chunked scans against the naive per-step recurrences in float64: forward, final state and the
-gradients of every input, for lengths that fill chunks exactly, leave a remainder, or are shorter."""
+gradients of every input, for lengths that fill chunks exactly, leave a remainder, or are shorter;
+and torch.autograd.gradcheck of the SSD scan's autograd node."""
 import pytest
 import torch
 
-import cald_asr.mixers.selective_scan as selective_scan_mod
-from cald_asr.mixers.selective_scan import selective_scan
-from cald_asr.mixers.ssd import ssd_scan
+import cald_asr.mixers.ops.selective_scan as selective_scan_mod
+from cald_asr.mixers.ops.selective_scan import selective_scan
+from cald_asr.mixers.ops.ssd import ssd_scan
 
 from reference import selective_recurrence, ssd_recurrence
 
@@ -28,10 +29,8 @@ def check(fast, slow, inputs):
         assert rel(a, b) < 1e-8, name
 
 
-@pytest.mark.parametrize("t,chunk", CASES)
-def test_ssd_matches_recurrence(t, chunk):
-    torch.manual_seed(t * 1000 + chunk)
-    b, h, g, p, n = 2, 4, 2, 3, 5
+def ssd_inputs(b, t, h, g, p, n):
+    """ssd_scan's inputs x, dt > 0, A < 0, B, C, D and the initial state, random, requiring grad."""
     inputs = [
         torch.randn(b, t, h, p, **F64),
         torch.rand(b, t, h, **F64) * 0.5 + 0.01,
@@ -41,7 +40,13 @@ def test_ssd_matches_recurrence(t, chunk):
         torch.randn(h, **F64),
         torch.randn(b, h, p, n, **F64),
     ]
-    inputs = [i.requires_grad_() for i in inputs]
+    return [i.requires_grad_() for i in inputs]
+
+
+@pytest.mark.parametrize("t,chunk", CASES)
+def test_ssd_matches_recurrence(t, chunk):
+    torch.manual_seed(t * 1000 + chunk)
+    inputs = ssd_inputs(2, t, 4, 2, 3, 5)
     fast = lambda x, dt, A, B, C, D, s0: ssd_scan(x, dt, A, B, C, chunk, D, s0, return_final_state=True)  # noqa
     check(fast, ssd_recurrence, inputs)
 
@@ -84,3 +89,13 @@ def test_ssd_rejects_bad_groups():
     with pytest.raises(ValueError, match="multiple of groups"):
         ssd_scan(torch.zeros(1, 4, 3, 2), torch.ones(1, 4, 3), -torch.ones(3),
                  torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 2, 2))
+
+
+def test_gradcheck_scan_node():
+    torch.manual_seed(7)
+    inputs = ssd_inputs(2, 11, 4, 2, 2, 3)
+
+    def f(x, dt, A, B, C, D, s0):
+        return ssd_scan(x, dt, A, B, C, 4, D, s0, return_final_state=True)
+
+    assert torch.autograd.gradcheck(f, inputs, fast_mode=True)

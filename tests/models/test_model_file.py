@@ -86,7 +86,7 @@ def test_missing_config_is_named(tmp_path):
 
 @pytest.mark.parametrize("key,value,message", [
     ("encoder", "transformerxl", "unknown encoder 'transformerxl'; known: .*whisper"),
-    ("mixer", "bimamba3", "unknown mixer 'bimamba3'; known mixers: .*bimamba2"),
+    ("mixer", "bimamba3", "unknown mixer 'bimamba3'; known: .*bimamba2"),
     ("model", "seq2seq", "unknown model 'seq2seq'"),
 ])
 def test_config_naming_unknown_parts_is_refused_with_the_file(saved, key, value, message):

@@ -6,7 +6,7 @@ Recurrence computed, per head h with scalar decay A[h] < 0:
 The sequence is cut into chunks of length L. Inside a chunk the output is the quadratic
 (attention-like) form with a masked decay matrix; across chunks only the (headdim x d_state)
 states travel, so the work is linear in T and every heavy step is a batched matmul. The chunk
-math, forward and backward, is in ssd_core; this file is the autograd entry point.
+math, forward and backward, is in ssd_chunks; this file is the autograd entry point.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ssd_core import chunk_backward, chunk_forward
+from .ssd_chunks import chunk_backward, chunk_forward
 
 DEFAULT_CHUNK = 64  # measured fastest on the 2-core CPU for d_state 128 (benchmarks/mixers.py)
 

@@ -28,7 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ssd_core import chunk_backward, chunk_forward, rowdot
+from .block_rows import linear_into, mm_into, read_rows, write_rows
+from .conv import causal_conv_silu, causal_conv_silu_backward
+from .ssd_chunks import chunk_backward, chunk_forward, rowdot
 
 # frames per block: large enough that per-op overhead is small, small enough that each block
 # tensor stays well under glibc's 32 MB mmap threshold (measured on the 2-core CPU, d_model 384)
@@ -38,20 +40,23 @@ PARAMS_PER_MIXER = 10  # in_w, in_b, conv_w, conv_b, dt_bias, A_log, D, norm_w, 
 
 
 class Conf(NamedTuple):
-    H: int
-    P: int
-    G: int
-    N: int
-    di: int
-    cd: int
-    Kc: int
-    L: int
-    eps: float
-    gs: int
-    block: int
+    """The shapes of one Mamba2 mixer (conf_of reads them off the module, under its attribute names)
+    and the block length the layer runs in."""
+    nheads: int  # SSD heads H, each with its own scalar decay A, dt bias and D
+    headdim: int  # channels per head P; d_inner = nheads * headdim
+    ngroups: int  # groups G of B and C; head h reads group h // (nheads // ngroups)
+    d_state: int  # state size N of each head (the length of B_t and C_t)
+    d_inner: int  # width of x and z after in_proj (expand * d_model)
+    conv_dim: int  # channels the causal conv runs over: x, B and C, d_inner + 2 * ngroups * d_state
+    d_conv: int  # conv kernel length; its last d_conv - 1 inputs cross a block boundary
+    chunk_size: int  # SSD chunk length L; blocks are whole chunks, the sequence is padded to them
+    eps: float  # added to the mean square in the gated RMS norm
+    group_size: int  # channels normalised together by the gated RMS norm (d_inner // ngroups)
+    block: int  # frames per block of time, a multiple of chunk_size
 
 
 def mixer_params(m) -> List[Optional[Tensor]]:
+    """A Mamba2 module's parameters in the order the layer takes them (None for an absent bias)."""
     return [m.in_proj.weight, m.in_proj.bias, m.conv1d.weight, m.conv1d.bias, m.dt_bias, m.A_log,
             m.D, m.norm.weight, m.out_proj.weight, m.out_proj.bias]
 
@@ -67,9 +72,15 @@ def conf_of(m, block: Optional[int] = None) -> Conf:
 
 def run_layer(X: Tensor, cf: Conf, params: Sequence[Optional[Tensor]]) -> Tensor:
     """X (K,b,T,D): input of mixer k in its own time order -> (K,b,T,D) outputs."""
-    if torch.is_grad_enabled() and (X.requires_grad or any(p is not None and p.requires_grad for p in params)):
+    if _records_grad(X, params):
         return _Layer.apply(X, cf, *params)
     return _forward(X, cf, list(params), save=False)[0]
+
+
+def _records_grad(x: Tensor, params: Sequence[Optional[Tensor]]) -> bool:
+    """Whether autograd records this call; only then does the layer run as an autograd node, which
+    keeps every block's intermediates for backward."""
+    return torch.is_grad_enabled() and (x.requires_grad or any(p is not None and p.requires_grad for p in params))
 
 
 def _save(ctx, first: Tensor, params: Sequence[Optional[Tensor]], saved: list) -> None:
@@ -99,7 +110,7 @@ def run_directions(x: Tensor, reverse: Sequence[bool], cf: Conf, params: Sequenc
     inputs, whole-sequence reversed, padded or per-mixer copies, which cost ~5 % of a fwd+bwd at
     T=2000 and, on a long recording, a fresh mmap each whose pages fault in on first touch (2.6 GB
     of faults per 10-minute encode, measured, before this path)."""
-    if torch.is_grad_enabled() and (x.requires_grad or any(p is not None and p.requires_grad for p in params)):
+    if _records_grad(x, params):
         return _FullRows.apply(x, tuple(reverse), cf, *params)
     return _full_rows_forward(x, reverse, cf, list(params), save=False)[0]
 
@@ -140,21 +151,22 @@ class _Layer(torch.autograd.Function):
 
 
 # ---- shared pieces ---------------------------------------------------------------------------
-class _P(NamedTuple):
-    """Per-direction parameters, stacked where small, listed where large."""
-    in_w: List[Tensor]
-    in_b: List[Optional[Tensor]]
-    conv_w: Tensor  # (Kc, K, 1, 1, cd)
-    conv_b: Optional[Tensor]  # (K, 1, 1, cd)
-    dt_bias: Tensor  # (K, 1, 1, H)
-    A: Tensor  # (K, H), negative
-    D: Tensor  # (K, H)
-    norm_w: Tensor  # (K, di)
-    out_w: List[Tensor]
-    out_b: List[Optional[Tensor]]
+class _Params(NamedTuple):
+    """The K mixers' parameters as the layer uses them: stacked where small, listed per mixer where
+    large (so that no large weight is copied)."""
+    in_w: List[Tensor]  # in_proj weights, (d_inner + conv_dim + nheads, d_model) each
+    in_b: List[Optional[Tensor]]  # in_proj biases, None for a mixer without
+    conv_w: Tensor  # (Kc, K, 1, 1, cd): conv taps, tap first for the shifted multiply-adds
+    conv_b: Optional[Tensor]  # (K, 1, 1, cd), zeros for a mixer without; None when no mixer has one
+    dt_bias: Tensor  # (K, 1, 1, H), added to dt before the softplus
+    A: Tensor  # (K, H), negative: -exp(A_log)
+    D: Tensor  # (K, H), the skip weights
+    norm_w: Tensor  # (K, di), the gated RMS norm's weights
+    out_w: List[Tensor]  # out_proj weights, (d_model, d_inner) each
+    out_b: List[Optional[Tensor]]  # out_proj biases, None for a mixer without
 
 
-def _unpack(params, K: int) -> _P:
+def _unpack(params, K: int) -> _Params:
     per = [params[i * PARAMS_PER_MIXER:(i + 1) * PARAMS_PER_MIXER] for i in range(K)]
     col = lambda j: [p[j] for p in per]  # noqa: E731
     conv_w = torch.stack([w[:, 0] for w in col(2)])  # (K, cd, Kc)
@@ -162,98 +174,16 @@ def _unpack(params, K: int) -> _P:
     if any(v is not None for v in col(3)):
         conv_b = torch.stack([v if v is not None else conv_w.new_zeros(conv_w.shape[1]) for v in col(3)])
         conv_b = conv_b[:, None, None]
-    return _P(col(0), col(1), conv_w.permute(2, 0, 1)[:, :, None, None], conv_b,
-              torch.stack(col(4))[:, None, None], -torch.exp(torch.stack(col(5))), torch.stack(col(6)),
-              torch.stack(col(7)), col(8), col(9))
-
-
-def _linear_into(out: Tensor, x: Tensor, w: Tensor, bias: Optional[Tensor]) -> None:
-    """out (..., n) = x (..., m) @ w^T (+ bias), written in place."""
-    x2 = x.reshape(-1, x.shape[-1])
-    if out.is_contiguous():
-        o2 = out.view(-1, out.shape[-1])
-        if bias is None:
-            torch.mm(x2, w.t(), out=o2)
-        else:
-            torch.addmm(bias, x2, w.t(), out=o2)
-    else:
-        out.copy_(F.linear(x2, w, bias).view(out.shape))
-
-
-def _mm_into(out: Tensor, a: Tensor, b: Tensor) -> None:
-    """out (..., n) = a (..., m) @ b (m, n), written in place."""
-    a2 = a.reshape(-1, a.shape[-1])
-    if out.is_contiguous():
-        torch.mm(a2, b, out=out.view(-1, out.shape[-1]))
-    else:
-        out.copy_((a2 @ b).view(out.shape))
-
-
-def _rows(X: Tensor, k: int, s: int, n: int, reverse: Optional[Sequence[bool]]) -> Tensor:
-    """Frames [s, s+n) of mixer k's input, (b,n,D), in its reading order. reverse None: X is (K,b,T,D),
-    a view of X[k]. Else X is (1,b,T,D) (full-length rows, shared): a view, or where reverse[k]
-    frames [T-s-n, T-s) reversed, a block-sized copy."""
-    if reverse is None:
-        return X[k, :, s:s + n]
-    T = X.shape[2]
-    return X[0, :, T - s - n:T - s].flip(1) if reverse[k] else X[0, :, s:s + n]
-
-
-def _write_rows(out: Tensor, s: int, n: int, reverse: bool, a: Tensor, w: Tensor,
-                bias: Optional[Tensor] = None, written: Optional[list] = None) -> None:
-    """out (b,T,n_out) frames [s, s+n) in reading order = a (b,n,m) @ w^T (+ bias); when reverse,
-    written to frames [T-s-n, T-s) reversed.
-
-    With `written` (full-length rows: every mixer writes into one shared output, which saves a
-    whole-sequence tensor per mixer and the pass that sums them): the frame intervals other
-    mixers have written so far. Those frames are added to, the rest are set; bias is then the sum
-    of all mixers' biases, included where a frame is set (each frame is set exactly once)."""
-    T = out.shape[1]
-    r0, r1 = (T - s - n, T - s) if reverse else (s, s + n)
-    pieces = [(r0, r1, False)] if written is None else _pieces(r0, r1, written)
-    for p0, p1, add in pieces:
-        i0, i1 = (T - s - p1, T - s - p0) if reverse else (p0 - s, p1 - s)  # rows of a
-        dst = out[:, p0:p1]
-        if reverse:
-            lin = F.linear(a[:, i0:i1], w, None if add else bias)
-            if add:
-                dst.add_(lin.flip(1))
-            else:
-                torch.ops.aten.flip.out(lin, [1], out=dst)
-        elif add:
-            if dst.is_contiguous():
-                dst.view(-1, dst.shape[-1]).addmm_(a[:, i0:i1].reshape(-1, a.shape[-1]), w.t())
-            else:
-                dst.add_(F.linear(a[:, i0:i1], w))
-        else:
-            _linear_into(dst, a[:, i0:i1], w, bias)
-    if written is not None:
-        _mark(written, r0, r1)
-
-
-def _pieces(r0: int, r1: int, written: list) -> list:
-    """[r0, r1) cut at the edges of the intervals in `written` -> (p0, p1, already written)."""
-    cuts = sorted({r0, r1} | {e for iv in written for e in iv if r0 < e < r1})
-    return [(a, b, any(lo <= a and b <= hi for lo, hi in written)) for a, b in zip(cuts, cuts[1:])]
-
-
-def _mark(written: list, r0: int, r1: int) -> None:
-    """Add [r0, r1) to the sorted, disjoint intervals in `written`, merging neighbours."""
-    ivs = sorted(written + [(r0, r1)])
-    merged = [ivs[0]]
-    for lo, hi in ivs[1:]:
-        if lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-        else:
-            merged.append((lo, hi))
-    written[:] = merged
+    return _Params(col(0), col(1), conv_w.permute(2, 0, 1)[:, :, None, None], conv_b,
+                   torch.stack(col(4))[:, None, None], -torch.exp(torch.stack(col(5))), torch.stack(col(6)),
+                   torch.stack(col(7)), col(8), col(9))
 
 
 def _split(xBC: Tensor, cf: Conf, S: int, T: int):
-    di, GN = cf.di, cf.G * cf.N
-    xs = xBC[..., :di].view(S, T, cf.H, cf.P)
-    Bm = xBC[..., di:di + GN].view(S, T, cf.G, cf.N)
-    Cm = xBC[..., di + GN:].view(S, T, cf.G, cf.N)
+    di, GN = cf.d_inner, cf.ngroups * cf.d_state
+    xs = xBC[..., :di].view(S, T, cf.nheads, cf.headdim)
+    Bm = xBC[..., di:di + GN].view(S, T, cf.ngroups, cf.d_state)
+    Cm = xBC[..., di + GN:].view(S, T, cf.ngroups, cf.d_state)
     return xs, Bm, Cm
 
 
@@ -263,12 +193,12 @@ def _forward(X: Tensor, cf: Conf, params, save: bool, reverse: Optional[Sequence
     causal conv reads), u = conv(x, B, C), xBC = silu(u), dt = softplus(.), SSD scan, gated RMS
     norm, out_proj. The norm weight is folded into out_proj's weight. -> (Y, saved blocks).
     reverse None: X (K,b,T,D), mixer k reads X[k], Y (K,b,T,D). Else (full-length rows) X (1,b,T,D)
-    is read by every mixer, reversed in time where reverse[k] (see _rows), and Y (b,T,D) is the sum
-    of their outputs in X's time order (see _write_rows)."""
+    is read by every mixer, reversed in time where reverse[k] (see read_rows), and Y (b,T,D) is the sum
+    of their outputs in X's time order (see write_rows)."""
     K = len(params) // PARAMS_PER_MIXER
     _, b, T, Dm = X.shape
     p = _unpack(params, K)
-    S, di, cd, H, Kc, L = K * b, cf.di, cf.cd, cf.H, cf.Kc, cf.L
+    S, di, cd, H, Kc, L = K * b, cf.d_inner, cf.conv_dim, cf.nheads, cf.d_conv, cf.chunk_size
     Din = di + cd + H
     Tp = -(-T // L) * L
     A_s, D_s = p.A.repeat_interleave(b, 0), p.D.repeat_interleave(b, 0)
@@ -289,7 +219,7 @@ def _forward(X: Tensor, cf: Conf, params, save: bool, reverse: Optional[Sequence
         zxh = X.new_empty(K, b, Kc - 1 + Tb, Din)
         zxh[:, :, :Kc - 1] = hist
         for k in range(K):
-            _linear_into(zxh[k, :, Kc - 1:Kc - 1 + n], _rows(X, k, s, n, reverse), p.in_w[k], p.in_b[k])
+            linear_into(zxh[k, :, Kc - 1:Kc - 1 + n], read_rows(X, k, s, n, reverse), p.in_w[k], p.in_b[k])
             if n < Tb:  # in_proj of the zero frames that pad the block to whole chunks
                 if p.in_b[k] is None:
                     zxh[k, :, Kc - 1 + n:].zero_()
@@ -297,28 +227,25 @@ def _forward(X: Tensor, cf: Conf, params, save: bool, reverse: Optional[Sequence
                     zxh[k, :, Kc - 1 + n:].copy_(p.in_b[k])
         hist = zxh[:, :, Tb:]
         zx = zxh[:, :, Kc - 1:]
-        u, xBC = _conv_silu(zxh[..., di:di + cd], p.conv_w, p.conv_b)
+        u, xBC = causal_conv_silu(zxh[..., di:di + cd], p.conv_w, p.conv_b, _conv_rows(K, b))
         dt = F.softplus(zx[..., di + cd:] + p.dt_bias)
         xs, Bm, Cm = _split(xBC, cf, S, Tb)
         y, state, ssd_saved = chunk_forward(xs, dt.reshape(S, Tb, H), A_s, Bm, Cm, D_s, state, L, keep=save)
         y = y.view(K, b, Tb, di)
         sz = F.silu(zx[..., :di])
-        gn = (y * sz).view(K, b, Tb, di // cf.gs, cf.gs)
-        rstd = torch.linalg.vector_norm(gn, dim=-1, keepdim=True).square_().div_(cf.gs).add_(cf.eps).rsqrt_()
+        gn = (y * sz).view(K, b, Tb, di // cf.group_size, cf.group_size)
+        rstd = torch.linalg.vector_norm(gn, dim=-1, keepdim=True).square_().div_(cf.group_size).add_(cf.eps).rsqrt_()
         gn = gn.mul_(rstd).view(K, b, Tb, di)
         for k in range(K):
-            _write_rows(Y if written is not None else Y[k], s, n, bool(reverse and reverse[k]), gn[k, :, :n],
+            write_rows(Y if written is not None else Y[k], s, n, bool(reverse and reverse[k]), gn[k, :, :n],
                         out_w[k], out_b[k], written)
         if save:
             saved.append((zxh, u, xBC, y, sz, gn, rstd, *ssd_saved))
     return Y, saved
 
 
-# ---- causal depthwise conv and SiLU, in tiles of rows ------------------------------------------
-# The conv is Kc shifted multiply-adds over (frames x channels) and its backward twice that plus
-# the weight gradient: a dozen memory-bound passes. Done a tile of rows at a time, a tile's
-# operands stay in cache between passes, where whole-block passes stream each from L3 or memory.
-# Measured on the 2-core CPU, 640 channels, 2048 frames: the weight gradient takes 1.7 ms in
+# ---- causal depthwise conv and SiLU, in tiles of rows (conv.py) --------------------------------
+# Measured on the 2-core CPU, 640 channels, 2048 frames: the conv's weight gradient takes 1.7 ms in
 # tiles of 128 rows against 4.8 ms as whole-block BLAS products of channel tiles, and a whole
 # BiMamba2 layer's fwd+bwd at T=2000 91-93 ms with tiles of 64-128 rows per sequence against 110 ms
 # untiled. A tile holds CONV_ROWS rows over all sequences, so each op stays about that size.
@@ -326,74 +253,19 @@ CONV_ROWS = 256
 
 
 def _conv_rows(K: int, b: int) -> int:
+    """Rows per conv tile of each of the K*b sequences (CONV_ROWS is read at call time)."""
     return max(1, CONV_ROWS // (K * b))
-
-
-def _windows(xpad: Tensor, s: int, n: int, Kc: int) -> Tensor:
-    """(K,b,Kc,n,cd) view: window j = xpad rows [s+j, s+j+n). xpad's time stride is reused for
-    the window axis, so no copy."""
-    K, b, _, cd = xpad.shape
-    st = xpad.stride()
-    return xpad.as_strided((K, b, Kc, n, cd), (st[0], st[1], st[2], st[2], st[3]),
-                           xpad.storage_offset() + s * st[2])
-
-
-def _conv_silu(xpad: Tensor, w: Tensor, bias: Optional[Tensor]):
-    """xpad (K,b,Kc-1+T,cd) (the Kc-1 rows before the block on top), w (Kc,K,1,1,cd), bias
-    (K,1,1,cd) -> u = causal conv (K,b,T,cd), silu(u)."""
-    Kc = w.shape[0]
-    K, b, Tpad, cd = xpad.shape
-    T = Tpad - Kc + 1
-    u = xpad.new_empty(K, b, T, cd)
-    act = torch.empty_like(u)
-    R = _conv_rows(K, b)
-    for s in range(0, T, R):
-        e = min(s + R, T)
-        us = u[:, :, s:e]
-        if bias is None:
-            torch.mul(xpad[:, :, s + Kc - 1:e + Kc - 1], w[Kc - 1], out=us)
-        else:
-            torch.addcmul(bias, xpad[:, :, s + Kc - 1:e + Kc - 1], w[Kc - 1], out=us)
-        for j in range(Kc - 1):
-            us.addcmul_(xpad[:, :, s + j:e + j], w[j])
-        torch.ops.aten.silu.out(us, out=act[:, :, s:e])
-    return u, act
-
-
-def _conv_silu_backward(dact: Tensor, u: Tensor, xpad: Tensor, w: Tensor, dxpad: Tensor,
-                        g_w: Tensor, g_b: Optional[Tensor]) -> None:
-    """Backward of _conv_silu. dact (K,b,T,cd) holds d silu(u) and is overwritten with du; writes
-    dxpad (shaped as xpad) and adds the weight gradient to g_w (Kc,K,cd) and the bias gradient to
-    g_b (K,cd). A row of dxpad collects taps from this tile and the next Kc-2: it is set by the
-    tile that first reaches it (tap Kc-1) and added to by later taps, in order."""
-    Kc = w.shape[0]
-    K, b, T, cd = dact.shape
-    R = _conv_rows(K, b)
-    dxpad[:, :, :Kc - 1].zero_()
-    prods = dact.new_empty(K, b, Kc, min(R, T), cd)
-    for s in range(0, T, R):
-        e = min(s + R, T)
-        d = dact[:, :, s:e]
-        torch.ops.aten.silu_backward.grad_input(d, u[:, :, s:e], grad_input=d)
-        if g_b is not None:
-            g_b += d.sum((1, 2))
-        torch.mul(d, w[Kc - 1], out=dxpad[:, :, s + Kc - 1:e + Kc - 1])
-        for j in range(Kc - 1):
-            dxpad[:, :, s + j:e + j].addcmul_(d, w[j])
-        pr = prods[:, :, :, :e - s]
-        torch.mul(d.unsqueeze(2), _windows(xpad, s, e - s, Kc), out=pr)
-        g_w += pr.sum((1, 3)).transpose(0, 1)
 
 
 # ---- backward --------------------------------------------------------------------------------
 
 
 def _backward(X: Tensor, cf: Conf, params, saved, dY: Tensor, reverse: Optional[Sequence[bool]] = None):
-    """Gradients [dX, *parameter grads] of _forward, dX shaped as its Y; dY laid out as X (see _rows)."""
+    """Gradients [dX, *parameter grads] of _forward, dX shaped as its Y; dY laid out as X (see read_rows)."""
     K = len(params) // PARAMS_PER_MIXER
     _, b, T, Dm = X.shape
     p = _unpack(params, K)
-    S, di, cd, H, Kc, L, P = K * b, cf.di, cf.cd, cf.H, cf.Kc, cf.L, cf.P
+    S, di, cd, H, Kc, L, P = K * b, cf.d_inner, cf.conv_dim, cf.nheads, cf.d_conv, cf.chunk_size, cf.headdim
     Din = di + cd + H
     Tp = -(-T // L) * L
     A_s, D_s = p.A.repeat_interleave(b, 0), p.D.repeat_interleave(b, 0)
@@ -425,16 +297,16 @@ def _backward(X: Tensor, cf: Conf, params, saved, dY: Tensor, reverse: Optional[
         n = min(e, T) - s  # padding frames after them have zero output gradient
         gu = X.new_empty(K, b, Tb, di)
         for k in range(K):
-            dYb = _rows(dY, k, s, n, reverse)
+            dYb = read_rows(dY, k, s, n, reverse)
             d2 = dYb.reshape(-1, Dm)
             g_outn[k].addmm_(d2.t(), gn[k, :, :n].reshape(-1, di))
             if g_out_b[k] is not None:
                 g_out_b[k] += d2.sum(0)
-            _mm_into(gu[k, :, :n], dYb, out_w[k])
+            mm_into(gu[k, :, :n], dYb, out_w[k])
         gu[:, :, n:].zero_()
-        gu5 = gu.view(K, b, Tb, -1, cf.gs)
-        gn5 = gn.view(K, b, Tb, -1, cf.gs)
-        m = rowdot(gu5, gn5).unsqueeze(-1).div_(cf.gs)
+        gu5 = gu.view(K, b, Tb, -1, cf.group_size)
+        gn5 = gn.view(K, b, Tb, -1, cf.group_size)
+        m = rowdot(gu5, gn5).unsqueeze(-1).div_(cf.group_size)
         dg = gu5.addcmul_(gn5, m, value=-1).mul_(rstd).view(K, b, Tb, di)
         dy_ssd = dg * sz
         torch.ops.aten.silu_backward.grad_input(dg.mul_(y), z, grad_input=dzx[..., :di])
@@ -457,8 +329,8 @@ def _backward(X: Tensor, cf: Conf, params, saved, dY: Tensor, reverse: Optional[
 
         # silu and causal depthwise conv over the rows above the block too
         dxpad = dzxh[..., di:di + cd]
-        _conv_silu_backward(du, u, zxh[..., di:di + cd], p.conv_w, dxpad, g_conv_w,
-                            g_conv_b if p.conv_b is not None else None)
+        causal_conv_silu_backward(du, u, zxh[..., di:di + cd], p.conv_w, dxpad, g_conv_w,
+                                  g_conv_b if p.conv_b is not None else None, _conv_rows(K, b))
         del du
         if dtail is not None:
             dxpad[:, :, Tb:] += dtail
@@ -467,10 +339,10 @@ def _backward(X: Tensor, cf: Conf, params, saved, dY: Tensor, reverse: Optional[
         # padding frames: zero input, and nothing valid reads them (their dzx is zero)
         for k in range(K):
             d2 = dzx[k, :, :n].reshape(-1, Din)
-            g_in_w[k].addmm_(d2.t(), _rows(X, k, s, n, reverse).reshape(-1, Dm))
+            g_in_w[k].addmm_(d2.t(), read_rows(X, k, s, n, reverse).reshape(-1, Dm))
             if g_in_b[k] is not None:
                 g_in_b[k] += d2.sum(0)
-            _write_rows(dX if written is not None else dX[k], s, n, bool(reverse and reverse[k]), dzx[k, :, :n],
+            write_rows(dX if written is not None else dX[k], s, n, bool(reverse and reverse[k]), dzx[k, :, :n],
                         p.in_w[k].t(), None, written)
         del dzxh, dzx
 
