@@ -34,17 +34,18 @@ import yaml
 from cald_asr.convert import convert_model
 from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.text_dataset import TextDataset
-from cald_asr.distill.guides import (STUDENT_INIT, Guide, HybridGuide, TargetGuide, TrajectoryGuide,
-                                     WaypointGuide)
+from cald_asr.distill.guides import STRATEGIES, STUDENT_INIT, GuideContext
 from cald_asr.models.model_file import load_model
 from cald_asr.text import TokenList, build_tokenizer
 from cald_asr.train.checkpoint import CHECKPOINT_NAME, CheckpointError, has_checkpoint
 from cald_asr.train.config import ConfigError, apply_overrides, check_option, load_yaml, merge_with_defaults
 from cald_asr.train.distributed import init_distributed
-from cald_asr.train.provenance import run_inputs
+from cald_asr.tasks import task_for
+from cald_asr.train.optim import build_optimizer
+from cald_asr.train.options import DEFAULTS, OPTION_SPECS, mixer_conf_spec
+from cald_asr.train.provenance import clear_run, read_done, run_differences, run_inputs
 from cald_asr.train.run_lock import RunLock, RunLockError
-from cald_asr.train.trainer import (DEFAULTS, OPTION_SPECS, clear_run, mixer_conf_spec, read_done, run_differences,
-                                    set_seed, task_loss_sum, train)
+from cald_asr.train.trainer import set_seed, train
 
 
 def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
@@ -136,6 +137,11 @@ def check_finished_or_unfinished(out: Path, cfg, inputs, args, prog: str) -> Opt
     return None
 
 
+def teacher_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The trajectory teacher's own AdamW (no weight decay, as the Std. run's teachers)."""
+    return build_optimizer(model, "adamw", {"lr": lr, "weight_decay": 0.0})
+
+
 def build_models(cfg, args):
     """-> (student model, its config fields, guide)."""
     strategy = cfg["strategy"]
@@ -157,30 +163,10 @@ def build_models(cfg, args):
     print(report, flush=True)
     fields = {**fields, "mixer": cfg["mixer"], "mixer_conf": cfg["mixer_conf"], "cald_strategy": strategy,
               "initialised_from": str(start)}
-    mode = cfg["teacher_mode"]
-    guide: Optional[Guide]
-    if strategy == "unguided":
-        guide = Guide()
-    elif strategy in ("target", "hybrid"):
-        cache = Path(args.output_dir) / "teacher_cache" if cfg["cache_teacher"] else None
-        if strategy == "target":
-            guide = TargetGuide(teacher_src, mode, cache)
-        else:
-            off = cfg["switch_off_step"]
-            if off is None:
-                raise ConfigError("hybrid needs switch_off_step (a step, or a fraction of max_steps below 1)")
-            off = int(round(float(off) * cfg["max_steps"])) if float(off) < 1 else int(off)
-            guide = HybridGuide(teacher_src, off, mode=mode, cache_dir=cache)
-    elif strategy == "waypoint":
-        if not args.snapshot_dir:
-            raise ConfigError("waypoint needs --snapshot_dir (the Std. run's snapshots/)")
-        guide = WaypointGuide(Path(args.snapshot_dir), mode)
-    else:  # trajectory
-        lr = float(cfg["teacher_lr"] or cfg["optim_conf"]["lr"])
-        wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m)) if int(os.environ.get("WORLD_SIZE", 1)) > 1 \
-            else (lambda m: m)
-        guide = TrajectoryGuide(teacher_src, task_loss_sum, lr, cfg["update_every"], mode,
-                                grad_clip=cfg["grad_clip"], wrap=wrap)
+    ctx = GuideContext(Path(args.output_dir), Path(args.snapshot_dir) if args.snapshot_dir else None,
+                       task_for(teacher_src).loss_sum, teacher_optimizer,
+                       distributed=int(os.environ.get("WORLD_SIZE", 1)) > 1)
+    guide = STRATEGIES.lookup(strategy).build(teacher_src, cfg, ctx)
     return student, fields, guide
 
 

@@ -1,8 +1,8 @@
-"""Pad a list of dataset items into one batch."""
+"""Pad a list of dataset items into one batch, and move a batch to a device."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
@@ -37,3 +37,12 @@ def _pad_text(text: List[torch.Tensor], max_len: int) -> torch.Tensor:
     for i, t in enumerate(text):
         out[i, : t.shape[0]] = t
     return out
+
+
+def to_device(batch: Dict[str, Any], device: torch.device, dtype: Optional[torch.dtype] = None) -> Dict[str, Any]:
+    """Tensors to `device`; floating-point ones also to `dtype` when given (the run's dtype)."""
+    def move(v):
+        if dtype is not None and torch.is_floating_point(v):
+            return v.to(device, dtype, non_blocking=True)
+        return v.to(device, non_blocking=True)
+    return {k: move(v) if torch.is_tensor(v) else v for k, v in batch.items()}

@@ -1,5 +1,5 @@
 """The five guiding strategies: which teacher the student matches at each step, and where its kept
-weights start from (../shared/docs/cald-method.md, section 3).
+weights start from (docs/cald-method.md, section 3).
 
 | strategy   | teacher during CALD                                         | student starts from |
 |------------|-------------------------------------------------------------|---------------------|
@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -29,10 +30,18 @@ from torch import nn
 
 from cald_asr.models.model_file import load_model
 from cald_asr.models.output import ModelOutput
+from cald_asr.registry import Registry
 
-STRATEGIES = ("unguided", "target", "trajectory", "waypoint", "hybrid")
-STUDENT_INIT = {"unguided": "pretrained", "target": "finetuned", "trajectory": "pretrained",
-                "waypoint": "pretrained", "hybrid": "finetuned"}
+
+
+@dataclass(frozen=True)
+class GuideContext:
+    """What a strategy may need beyond its teacher and the training options."""
+    output_dir: Path                 # the run's exp dir (the teacher cache lives there)
+    snapshot_dir: Optional[Path]     # the Std. run's snapshots/ (waypoint)
+    task_loss: Callable              # (model, batch) -> summed task loss (the trajectory teacher's objective)
+    make_optimizer: Callable         # (model, lr) -> the trajectory teacher's optimiser
+    distributed: bool = False        # the trajectory teacher trains under DistributedDataParallel too
 
 
 def model_inputs(batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -50,9 +59,17 @@ def _teacher_forward(teacher: nn.Module, batch: Dict[str, Any], mode: str) -> Mo
 
 
 class Guide:
+    """unguided: no teacher; the base of every strategy. `student_init` names the model the student's kept
+    weights start from ("pretrained": stage 4's init/, "finetuned": the Std. run's best/)."""
     name = "unguided"
+    student_init = "pretrained"
     device = torch.device("cpu")
     dtype = torch.float32
+
+    @classmethod
+    def build(cls, teacher: nn.Module, cfg: Dict[str, Any], ctx: GuideContext) -> "Guide":
+        """The guide of a run from its training options (`teacher`: a copy of the start model)."""
+        return cls()
 
     def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "Guide":
         """Teachers run on the student's device and in its dtype."""
@@ -167,6 +184,11 @@ class TeacherCache:
 
 class TargetGuide(Guide):
     name = "target"
+    student_init = "finetuned"
+
+    @classmethod
+    def build(cls, teacher, cfg, ctx):
+        return cls(teacher, cfg["teacher_mode"], _cache_dir(cfg, ctx))
 
     def __init__(self, teacher: nn.Module, mode: str = "eval", cache_dir: Optional[Path] = None):
         self.teacher, self.mode = teacher, mode
@@ -185,6 +207,14 @@ class TargetGuide(Guide):
 class HybridGuide(TargetGuide):
     name = "hybrid"
 
+    @classmethod
+    def build(cls, teacher, cfg, ctx):
+        off = cfg["switch_off_step"]
+        if off is None:
+            raise ValueError("hybrid needs switch_off_step (a step, or a fraction of max_steps below 1)")
+        off = int(round(float(off) * cfg["max_steps"])) if float(off) < 1 else int(off)
+        return cls(teacher, off, mode=cfg["teacher_mode"], cache_dir=_cache_dir(cfg, ctx))
+
     def __init__(self, teacher: nn.Module, switch_off_step: int, **kw):
         super().__init__(teacher, **kw)
         self.switch_off_step = int(switch_off_step)
@@ -196,6 +226,12 @@ class HybridGuide(TargetGuide):
 class WaypointGuide(Guide):
     """Snapshots are model dirs named step_<N> (N = the Std. run's step when saved)."""
     name = "waypoint"
+
+    @classmethod
+    def build(cls, teacher, cfg, ctx):
+        if not ctx.snapshot_dir:
+            raise ValueError("waypoint needs --snapshot_dir (the Std. run's snapshots/)")
+        return cls(Path(ctx.snapshot_dir), cfg["teacher_mode"])
 
     def __init__(self, snapshot_dir: Path, mode: str = "eval"):
         dirs = [d for d in Path(snapshot_dir).glob("step_*") if re.fullmatch(r"step_\d+", d.name)]
@@ -230,17 +266,22 @@ class TrajectoryGuide(Guide):
     batches, with its own AdamW and learning rate, one teacher step every `update_every` student steps."""
     name = "trajectory"
 
-    def __init__(self, teacher: nn.Module, task_loss: Callable, lr: float, update_every: int = 1,
-                 mode: str = "eval", weight_decay: float = 0.0, grad_clip: float = 1.0,
-                 wrap: Callable[[nn.Module], nn.Module] = lambda m: m):
-        from cald_asr.train.optim import build_optimizer
+    @classmethod
+    def build(cls, teacher, cfg, ctx):
+        lr = float(cfg["teacher_lr"] or cfg["optim_conf"]["lr"])
+        wrap = (lambda m: nn.parallel.DistributedDataParallel(m)) if ctx.distributed else (lambda m: m)
+        return cls(teacher, ctx.task_loss, ctx.make_optimizer(teacher, lr), cfg["update_every"], cfg["teacher_mode"],
+                   grad_clip=cfg["grad_clip"], wrap=wrap)
 
+    def __init__(self, teacher: nn.Module, task_loss: Callable, optimizer: torch.optim.Optimizer,
+                 update_every: int = 1, mode: str = "eval", grad_clip: float = 1.0,
+                 wrap: Callable[[nn.Module], nn.Module] = lambda m: m):
         self.teacher = teacher
         self.wrap = wrap  # DistributedDataParallel when distributed
         self._train_view: Optional[nn.Module] = None
         self.task_loss = task_loss
         self.update_every, self.mode, self.grad_clip = int(update_every), mode, grad_clip
-        self.optimizer = build_optimizer(teacher, "adamw", {"lr": lr, "weight_decay": weight_decay})
+        self.optimizer = optimizer
         self.updates = 0
         self.skipped = 0  # teacher steps skipped for a non-finite loss or gradient
 
@@ -289,3 +330,12 @@ class TrajectoryGuide(Guide):
 
 def copy_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
+
+
+def _cache_dir(cfg: Dict[str, Any], ctx: GuideContext) -> Optional[Path]:
+    return Path(ctx.output_dir) / "teacher_cache" if cfg["cache_teacher"] else None
+
+
+STRATEGIES: Registry[type] = Registry("strategy", {cls.name: cls for cls in (
+    Guide, TargetGuide, TrajectoryGuide, WaypointGuide, HybridGuide)})
+STUDENT_INIT = {name: cls.student_init for name, cls in STRATEGIES.items()}

@@ -1,4 +1,4 @@
-"""Acoustic front ends (waveform -> features), batched with per-utterance lengths."""
+"""Acoustic front ends (waveform -> features), batched with per-utterance lengths, and SpecAugment on features."""
 
 from cald_asr.frontend.whisper_logmel import WhisperLogMel
 

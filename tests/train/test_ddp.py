@@ -86,7 +86,7 @@ def test_ranks_draw_their_own_masks_and_resume_them(yesno, tmp_path):
     """With SpecAugment on, each rank draws its own masks (seed + rank), and a 2-process run stopped after step 2
     and resumed continues every rank's own random stream: it ends where the uninterrupted run ends."""
     from cald_asr.train.checkpoint import set_rng_state
-    from cald_asr.train.specaug import SpecAugment
+    from cald_asr.frontend.specaug import SpecAugment
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     r = cli(*std_args(yesno, straight, *SPEC))

@@ -1,0 +1,51 @@
+"""Speech recognition: an ASRCTCModel trained with CTC, validated by dev CTC loss and greedy-CTC WER."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence
+
+import jiwer
+import torch
+
+from cald_asr.decode.ctc_greedy import ctc_greedy
+from cald_asr.models.asr_ctc import ASRCTCModel
+from cald_asr.tasks.base import Task, dev_outputs
+from cald_asr.frontend.specaug import SpecAugment
+
+
+class ASRTask(Task):
+    model_kind = "asr_ctc"
+    loss_name = "ctc"
+    metric = "wer"
+
+    def __init__(self, tokenizer=None):
+        self.tokenizer = tokenizer  # decodes the dev hypotheses for the WER
+
+    def prepare(self, model, cfg: Dict[str, Any]) -> None:
+        model.specaug = SpecAugment(**cfg["specaug_conf"]) if cfg["specaug"] else None
+
+    def loss(self, out, batch: Dict[str, Any]) -> torch.Tensor:
+        return ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"])
+
+    @torch.no_grad()
+    def validate(self, model, dataset, batches: Sequence[Sequence[int]]) -> Dict[str, float]:
+        total, n, refs, hyps = 0.0, 0, [], []
+        for batch, out in dev_outputs(model, dataset, batches, self.collate(dataset)):
+            total += self.loss(out, batch).sum().item()
+            n += len(batch["utt_ids"])
+            for utt, ids in zip(batch["utt_ids"], ctc_greedy(out.logits, out.out_lengths)):
+                refs.append(dataset.texts[utt])
+                hyps.append(self.tokenizer.decode(ids))
+        return {"loss": total / max(n, 1), "wer": 100.0 * jiwer.wer(refs, hyps)}
+
+    def scalars(self, res: Dict[str, float]) -> Dict[str, float]:
+        return {"valid/loss": res["loss"], "valid/wer": res["wer"]}
+
+    def describe(self, res: Dict[str, float]) -> str:
+        return f"dev loss {res['loss']:.3f}, dev WER {res['wer']:.2f}%"
+
+    def describe_best(self, best: float) -> str:
+        return f"{best:.2f}%"
+
+    def summary(self, state: Dict[str, Any]) -> str:
+        return f"best dev WER {state[f'best_{self.metric}']:.2f}%"
