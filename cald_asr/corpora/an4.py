@@ -22,7 +22,6 @@ Usage: python -m cald_asr.corpora.an4 --corpus_dir DIR --data_dir data [--seed N
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import kaldiio
 import numpy as np
 
+from cald_asr.corpora.cli import corpus_parser, run_main
 from cald_asr.corpora.data_set import CorpusError, summary_line, write_data_set
 from cald_asr.data.kaldi_dir import c_sort_key, read_kv
 
@@ -192,17 +192,9 @@ def prepare_an4(corpus_dir, data_dir, seed: int = 2024, n_dev: int = N_DEV) -> D
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus_dir", "--corpus-dir", required=True, help="folder holding etc/ and feat/")
-    p.add_argument("--data_dir", "--data-dir", required=True, help="where data/<set>/ are written")
+    p = corpus_parser(__doc__, "folder holding etc/ and feat/")
     p.add_argument("--seed", type=int, default=2024, help="picks the dev speakers")
-    args = p.parse_args(argv)
-    try:
-        prepare_an4(args.corpus_dir, args.data_dir, args.seed)
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_main(p, argv, lambda args: prepare_an4(args.corpus_dir, args.data_dir, args.seed))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from cald_asr.corpora.cli import run_main
 from cald_asr.corpora.data_set import CorpusError
 
 CACHE_ENV = "CALD_ASR_DATA_CACHE"
@@ -203,13 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", help=f"one of: {', '.join(sorted(ORIGINS))}")
     p.add_argument("dest", help="folder to fill (left as is when it already holds a complete copy)")
-    args = p.parse_args(argv)
-    try:
-        print(fetch_corpus(args.name, args.dest))
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_main(p, argv, lambda args: print(fetch_corpus(args.name, args.dest)))
 
 
 if __name__ == "__main__":

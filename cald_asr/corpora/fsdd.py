@@ -29,7 +29,6 @@ Usage: python -m cald_asr.corpora.fsdd --corpus_dir DIR --data_dir data [--audio
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import zlib
@@ -40,6 +39,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
+from cald_asr.corpora.cli import corpus_parser, run_main
 from cald_asr.corpora.data_set import CorpusError, summary_line, write_data_set
 
 SAMPLE_RATE = 8000
@@ -141,7 +141,13 @@ def concatenate(rng: np.random.Generator, parts: Sequence[Recording]) -> Tuple[n
 
 def long_stream(rng: np.random.Generator, pool: Sequence[Recording], seconds_range: Tuple[float, float]) -> Tuple[np.ndarray, List[Recording], List[int]]:
     """A stream of exactly a drawn duration, filled from passes over the shuffled pool."""
-    total = int(round(rng.uniform(*seconds_range) * SAMPLE_RATE))
+    return fill_stream(rng, pool, int(round(rng.uniform(*seconds_range) * SAMPLE_RATE)))
+
+
+def fill_stream(rng: np.random.Generator, pool: Sequence[Recording],
+                total: int) -> Tuple[np.ndarray, List[Recording], List[int]]:
+    """A stream of exactly `total` samples: passes over the shuffled pool, with the gap rule, until the next
+    recording would not fit; the rest is silence."""
     parts: List[Recording] = []
     gaps: List[int] = []
     used = 2 * EDGE_SAMPLES
@@ -248,20 +254,12 @@ def prepare_fsdd(corpus_dir, data_dir, audio_dir=None, seed: int = 2024, speaker
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus_dir", "--corpus-dir", required=True, help="folder holding recordings/")
-    p.add_argument("--data_dir", "--data-dir", required=True, help="where data/<set>/ are written")
+    p = corpus_parser(__doc__, "folder holding recordings/")
     p.add_argument("--audio_dir", "--audio-dir", default=None, help="generated wavs (default <data_dir>/local/audio)")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--speakers", default=None, help="comma-separated subset of speakers (default: all)")
-    args = p.parse_args(argv)
-    try:
-        prepare_fsdd(args.corpus_dir, args.data_dir, args.audio_dir, args.seed,
-                     args.speakers.split(",") if args.speakers else None)
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_main(p, argv, lambda args: prepare_fsdd(args.corpus_dir, args.data_dir, args.audio_dir, args.seed,
+                                                       args.speakers.split(",") if args.speakers else None))
 
 
 if __name__ == "__main__":

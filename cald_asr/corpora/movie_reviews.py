@@ -17,13 +17,13 @@ Usage: python -m cald_asr.corpora.movie_reviews --corpus_dir DIR --data_dir data
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from cald_asr.corpora.cli import corpus_parser, run_main
 from cald_asr.corpora.data_set import CorpusError
 from cald_asr.data.text_dataset import write_text_set
 
@@ -91,17 +91,9 @@ def prepare_movie_reviews(corpus_dir, data_dir, seed: int = 2024) -> Dict[str, i
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus_dir", "--corpus-dir", required=True, help="folder holding pos/ and neg/")
-    p.add_argument("--data_dir", "--data-dir", required=True, help="where data/<set>/ are written")
+    p = corpus_parser(__doc__, "folder holding pos/ and neg/")
     p.add_argument("--seed", type=int, default=2024)
-    args = p.parse_args(argv)
-    try:
-        prepare_movie_reviews(args.corpus_dir, args.data_dir, args.seed)
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_main(p, argv, lambda args: prepare_movie_reviews(args.corpus_dir, args.data_dir, args.seed))
 
 
 if __name__ == "__main__":

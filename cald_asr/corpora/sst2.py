@@ -19,13 +19,13 @@ Usage: python -m cald_asr.corpora.sst2 --corpus_dir DIR --data_dir data [--train
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from cald_asr.corpora.cli import corpus_parser, run_main
 from cald_asr.corpora.data_set import CorpusError
 from cald_asr.data.text_dataset import write_text_set
 
@@ -116,19 +116,13 @@ def prepare_sst2(corpus_dir, data_dir, train_size: Optional[int] = None, seed: i
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus_dir", "--corpus-dir", required=True, help="folder holding {train,dev,test}.tsv")
-    p.add_argument("--data_dir", "--data-dir", required=True, help="where data/<set>/ are written")
+    p = corpus_parser(__doc__, "folder holding {train,dev,test}.tsv")
     p.add_argument("--train_size", "--train-size", type=int, default=0,
                    help="also write a seeded random subset of this many training phrases (0: none)")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    try:
-        prepare_sst2(args.corpus_dir, args.data_dir, args.train_size or None, args.seed)
-    except (CorpusError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    # a --train_size out of range is a ValueError
+    return run_main(p, argv, lambda args: prepare_sst2(args.corpus_dir, args.data_dir, args.train_size or None,
+                                                       args.seed), errors=(CorpusError, ValueError))
 
 
 if __name__ == "__main__":

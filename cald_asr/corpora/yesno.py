@@ -17,7 +17,6 @@ Usage: python -m cald_asr.corpora.yesno --corpus_dir DIR --data_dir data
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Dict, List, Optional, Sequence
 
 import soundfile as sf
 
+from cald_asr.corpora.cli import corpus_parser, run_main
 from cald_asr.corpora.data_set import CorpusError, summary_line, write_data_set
 
 SPEAKER = "yesno"
@@ -87,16 +87,8 @@ def prepare_yesno(corpus_dir, data_dir) -> Dict[str, int]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus_dir", "--corpus-dir", required=True, help="folder holding waves_yesno/")
-    p.add_argument("--data_dir", "--data-dir", required=True, help="where data/<set>/ are written")
-    args = p.parse_args(argv)
-    try:
-        prepare_yesno(args.corpus_dir, args.data_dir)
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    p = corpus_parser(__doc__, "folder holding waves_yesno/")
+    return run_main(p, argv, lambda args: prepare_yesno(args.corpus_dir, args.data_dir))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-# Sourced by asr.sh: puts the project's virtualenv and utils/ on the path.
-export MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+# shellcheck shell=bash
+# Sourced by the stage scripts (asr.sh, cls.sh) and local/data.sh: puts the project's virtualenv and utils/
+# on the path.
+MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+export MAIN_ROOT
 if [ -f "$MAIN_ROOT/.venv/bin/activate" ]; then
   # shellcheck disable=SC1091
   . "$MAIN_ROOT/.venv/bin/activate"

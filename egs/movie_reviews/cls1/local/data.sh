@@ -3,15 +3,11 @@
 # cald_asr/corpora/movie_reviews.py). The corpus is read from --corpus_dir (or $MOVIE_REVIEWS), by default
 # the shared read-only copy; where that is absent it is fetched from its public origin into downloads/.
 set -euo pipefail
+# shellcheck source=egs/TEMPLATE/asr1/path.sh
 . ./path.sh
 data_dir=data
 corpus_dir=${MOVIE_REVIEWS:-$MAIN_ROOT/../shared/data/movie_reviews}
 seed=2024
 . utils/parse_options.sh
-
-if [ ! -d "$corpus_dir/pos" ] || [ ! -d "$corpus_dir/neg" ]; then
-  echo "$0: no movie reviews at $corpus_dir (pos/ and neg/ missing); fetching them into downloads/movie_reviews"
-  python -m cald_asr.corpora.download movie_reviews downloads/movie_reviews
-  corpus_dir=downloads/movie_reviews
-fi
+. utils/fetch_corpus.sh movie_reviews "movie reviews corpus" pos/ neg/
 python -m cald_asr.corpora.movie_reviews --corpus_dir "$corpus_dir" --data_dir "$data_dir" --seed "$seed"
