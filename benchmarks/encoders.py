@@ -55,7 +55,6 @@ import resource
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -66,13 +65,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: the package comes from this checkout
     sys.path.insert(0, str(ROOT))
 
+# Every measurement reads and resamples the stream; what only WER or --synthetic needs is imported where it is
+# used, since a bare GPU machine has only the packages benchmarks/gpu_encoders.sh installs from wheels.
+from cald_asr.corpora.fsdd import (  # noqa: E402
+    DIGIT_WORDS, EDGE_SAMPLES, SAMPLE_RATE, Recording, fill_stream, read_recordings)
+from cald_asr.data.audio import load_audio, resample, write_wav  # noqa: E402
+
 THREADS = 2
 DEFAULT_LENGTHS = [10, 30, 60, 120, 300, 600]
 WINDOW_SEC, OVERLAP_SEC = 30.0, 5.0
-FS_STREAM, FS_MODEL = 8000, 16000
+FS_STREAM, FS_MODEL = SAMPLE_RATE, 16000
 STREAM_SEED = 2024
-GAP_MS, EDGE_MS = (50, 300), 100
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 # ---- analytic forward FLOPs (multiply-add = 2) ---------------------------------------------
@@ -83,7 +86,7 @@ def attention_flops(T: int, d: int) -> Dict[str, int]:
 def mamba2_flops(T: int, d: int, d_state: int = 128, headdim: int = 64, expand: int = 1, ngroups: int = 1,
                  chunk_size: Optional[int] = None, d_conv: int = 4) -> int:
     """One direction; benchmarks/mixers.py's count, with expand and groups."""
-    from cald_asr.mixers.ssd import DEFAULT_CHUNK
+    from cald_asr.mixers.ops.ssd import DEFAULT_CHUNK
 
     L, n, g = chunk_size or DEFAULT_CHUNK, d_state, ngroups
     di = expand * d
@@ -164,58 +167,30 @@ def windowed_flops(config: Dict[str, Any], n_feats: int) -> Dict[str, int]:
 
 
 # ---- audio: FSDD test recordings joined into one stream ------------------------------------
-def fsdd_pool(corpus_dir: Path):
-    """[(digit, int16 samples at 8 kHz)] of the official FSDD test recordings (take index 0-4)."""
-    rec_dir = Path(corpus_dir) / "recordings"
-    paths = sorted(p for p in rec_dir.glob("*.wav") if int(p.stem.split("_")[2]) < 5) if rec_dir.is_dir() else []
-    if not paths:
-        raise FileNotFoundError(f"{rec_dir}: no FSDD test recordings ({{digit}}_{{speaker}}_{{0-4}}.wav)")
-    return [(int(p.stem.split("_")[0]), read_wav(p, FS_STREAM)) for p in paths]
+def fsdd_pool(corpus_dir: Path) -> List[Recording]:
+    """The official FSDD test recordings (take index 0-4), read and checked by the corpus module."""
+    pool = [r for r in read_recordings(corpus_dir).values() if r.split == "test"]
+    if not pool:
+        raise FileNotFoundError(f"{Path(corpus_dir) / 'recordings'}: no FSDD test recordings "
+                                "({digit}_{speaker}_{0-4}.wav)")
+    return pool
 
 
-def noise_pool(n: int = 300, seed: int = STREAM_SEED):
+def noise_pool(n: int = 300, seed: int = STREAM_SEED) -> List[Recording]:
     """Stand-in recordings where no corpus is at hand (a bare GPU machine): seeded noise bursts of
     FSDD's length range, digit -1 (no transcript). Time and memory do not depend on the content."""
     rng = np.random.default_rng(seed)
-    return [(-1, (rng.standard_normal(int(rng.integers(FS_STREAM * 3 // 10, FS_STREAM * 6 // 10)))
-                  * 3000).astype(np.int16)) for _ in range(n)]
+    return [Recording(f"noise_{k}", -1, "noise", k, Path("noise"),
+                      (rng.standard_normal(int(rng.integers(FS_STREAM * 3 // 10, FS_STREAM * 6 // 10)))
+                       * 3000).astype(np.int16)) for k in range(n)]
 
 
-def build_stream(pool, seconds: float, seed: int = STREAM_SEED):
-    """(int16 audio at 8 kHz, [(onset sample, n samples, digit)]): passes over the shuffled pool,
-    50-300 ms of silence between recordings, 100 ms at both ends (the recipe's gap rule)."""
-    rng = np.random.default_rng(seed)
-    total = int(round(seconds * FS_STREAM))
-    edge = FS_STREAM * EDGE_MS // 1000
-    audio = np.zeros(total, dtype=np.int16)
-    parts, pos = [], edge
-    while True:
-        for i in rng.permutation(len(pool)):
-            digit, x = pool[i]
-            gap = int(rng.integers(FS_STREAM * GAP_MS[0] // 1000, FS_STREAM * GAP_MS[1] // 1000 + 1)) if parts else 0
-            if pos + gap + x.size + edge > total:
-                return audio, parts
-            pos += gap
-            audio[pos:pos + x.size] = x
-            parts.append((pos, int(x.size), digit))
-            pos += x.size
-
-
-def read_wav(path: Path, fs: int) -> np.ndarray:
-    """16-bit mono PCM samples (stdlib wave: no libsndfile needed on a bare GPU machine)."""
-    with wave.open(str(path), "rb") as f:
-        if f.getsampwidth() != 2 or f.getnchannels() != 1 or f.getframerate() != fs:
-            raise ValueError(f"{path}: expected {fs} Hz mono 16-bit PCM, got {f.getframerate()} Hz, "
-                             f"{f.getnchannels()} channel(s), {8 * f.getsampwidth()}-bit")
-        return np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.int16)
-
-
-def write_wav(path: Path, x: np.ndarray, fs: int) -> None:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(fs)
-        f.writeframes(x.astype("<i2").tobytes())
+def build_stream(pool: Sequence[Recording], seconds: float, seed: int = STREAM_SEED):
+    """(int16 audio at 8 kHz, [(onset sample, n samples, digit)]): the recipe's test_long stream
+    (cald_asr.corpora.fsdd.fill_stream: passes over the shuffled pool, its gap rule of 50-300 ms of
+    silence between recordings and 100 ms at both ends), of exactly `seconds`."""
+    audio, parts, onsets = fill_stream(np.random.default_rng(seed), pool, int(round(seconds * FS_STREAM)))
+    return audio, [(on, int(r.samples.size), r.digit) for on, r in zip(onsets, parts)]
 
 
 def stream_files(audio_dir: Path):
@@ -233,8 +208,7 @@ def ensure_stream(audio_dir: Path, seconds: float, corpus_dir: Optional[Path], n
                                 "from (give --corpus-dir, --audio-dir with a stream, or --noise-audio)")
     pool = fsdd_pool(corpus_dir) if corpus_dir is not None else noise_pool()
     audio, parts = build_stream(pool, seconds)
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    write_wav(wav_path, audio, FS_STREAM)
+    write_wav(wav_path, audio.astype(np.float32) / 32768.0, FS_STREAM)  # 16-bit PCM: the samples come back exact
     meta_path.write_text(json.dumps({"seconds": seconds, "fs": FS_STREAM, "seed": STREAM_SEED,
                                      "source": str(corpus_dir) if corpus_dir is not None else "noise",
                                      "parts": parts}))
@@ -247,41 +221,30 @@ def cut(audio_dir: Path, seconds: float):
     wav_path, meta_path = stream_files(audio_dir)
     meta = json.loads(meta_path.read_text())
     n = int(round(seconds * FS_STREAM))
-    edge = FS_STREAM * EDGE_MS // 1000
-    kept = [(on, size, digit) for on, size, digit in meta["parts"] if on + size + edge <= n]
-    x = np.zeros(n, dtype=np.int16)
+    kept = [(on, size, digit) for on, size, digit in meta["parts"] if on + size + EDGE_SAMPLES <= n]
+    x = np.zeros(n, dtype=np.float32)
     if kept:
         end = kept[-1][0] + kept[-1][1]
-        x[:end] = read_wav(wav_path, FS_STREAM)[:end]
-    return upsample(x.astype(np.float32) / 32768.0), " ".join(DIGIT_WORDS[d] for _, _, d in kept if d >= 0)
+        stream, fs = load_audio(str(wav_path))
+        if fs != FS_STREAM:
+            raise ValueError(f"{wav_path}: the stream is {fs} Hz, its JSON and this benchmark say {FS_STREAM} Hz")
+        x[:end] = stream[:end]
+    return upsample(x), " ".join(DIGIT_WORDS[d] for _, _, d in kept if d >= 0)
 
 
 def upsample(x: np.ndarray) -> np.ndarray:
-    """8 -> 16 kHz as stage 2 does it (soxr, HQ); scipy's polyphase filter where soxr is absent."""
-    try:
-        from cald_asr.data.audio import resample
-
-        return resample(x, FS_STREAM, FS_MODEL).astype(np.float32)
-    except ImportError:
-        from scipy.signal import resample_poly
-
-        return resample_poly(x, FS_MODEL // FS_STREAM, 1).astype(np.float32)
+    """8 -> 16 kHz as stage 2 does it (cald_asr.data.audio.resample: soxr, HQ)."""
+    return resample(x, FS_STREAM, FS_MODEL)
 
 
 def word_errors(ref: str, hyp: str) -> int:
-    r, h = ref.split(), hyp.split()
-    prev = list(range(len(h) + 1))
-    for i, rw in enumerate(r, 1):
-        cur = [i] + [0] * len(h)
-        for j, hw in enumerate(h, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (rw != hw))
-        prev = cur
-    return prev[-1]
+    """Substitutions + deletions + insertions, as the recipe scores (cald_asr.scoring)."""
+    from cald_asr.scoring import score_texts
+
+    return score_texts({"stream": ref}, {"stream": hyp}).totals().err
 
 
 # ---- models --------------------------------------------------------------------------------
-FSDD_TOKENS = ["<blank>", "<unk>", "<space>", "E", "O", "N", "I", "R", "T", "H", "F", "S", "V", "W", "U", "X",
-               "G", "Z", "<sos/eos>"]
 SYNTHETIC = {
     # Whisper tiny.en's encoder and the FSDD recipe's students (conf/mixer/*.yaml)
     "tiny_en": dict(encoder_conf=dict(n_mels=80, d_model=384, n_heads=6, n_layers=4, ffn_dim=1536),
@@ -294,6 +257,21 @@ SYNTHETIC = {
 }
 
 
+def fsdd_token_list(out_dir: Path) -> List[str]:
+    """The char token list as stage 3 makes it (cald_asr.bin.make_token_list), written to out_dir. Every
+    FSDD transcript is digit words, so one text of the ten words gives the recipe's tokens; their order
+    follows this text's counts, not the training set's, which a random-weight model does not care about."""
+    from cald_asr.bin import make_token_list
+    from cald_asr.text import TokenList
+
+    text = out_dir / "text"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text.write_text("digits " + " ".join(DIGIT_WORDS) + "\n", encoding="utf-8")
+    if make_token_list.main(["--token_type", "char", "--text", str(text), "--output_dir", str(out_dir)]):
+        raise RuntimeError(f"{text}: make_token_list failed (its error is above)")
+    return TokenList.load(out_dir / "tokens.txt").tokens
+
+
 def make_synthetic(preset: str, out_dir: Path, mixers: Sequence[str]) -> Dict[str, Any]:
     """A seeded random-weight Whisper-shaped CTC teacher and its conversions to `mixers`, saved as
     model dirs under out_dir (same shapes as trained ones, so the same time and memory)."""
@@ -302,7 +280,8 @@ def make_synthetic(preset: str, out_dir: Path, mixers: Sequence[str]) -> Dict[st
 
     spec = SYNTHETIC[preset]
     config = {"model": "asr_ctc", "frontend": "whisper_logmel", "frontend_conf": {"n_mels": 80},
-              "encoder": "whisper", "encoder_conf": dict(spec["encoder_conf"]), "token_list": FSDD_TOKENS,
+              "encoder": "whisper", "encoder_conf": dict(spec["encoder_conf"]),
+              "token_list": fsdd_token_list(out_dir / "token_list" / "char"),
               "token_type": "char", "initialised_from": f"seeded random weights (synthetic preset {preset})"}
     torch.manual_seed(0)
     teacher = save_model(build_model(config), config, out_dir / f"{preset}_teacher")

@@ -10,7 +10,8 @@
 #
 #   bash benchmarks/gpu_encoders.sh --fetch
 #
-# writes benchmarks/out/wheels/ (mamba-ssm's source, soundfile, cffi, pycparser, soxr, kaldiio: 2 MB) and
+# writes benchmarks/out/wheels/ (mamba-ssm's source, soundfile, cffi, pycparser, soxr, kaldiio, jiwer,
+# rapidfuzz: 5 MB) and
 # benchmarks/out/encoders/audio/ (the FSDD stream, 10 min at 8 kHz: 9.6 MB); carry both to the GPU run.
 #
 # What this run uses, first found first:
@@ -24,7 +25,8 @@
 #   PyPI where reachable, built without its CUDA extension (MAMBA_SKIP_CUDA_BUILD) into /tmp: the Triton
 #   SSD kernel BiMamba2 uses needs none (benchmarks/gpu_setup.py). Without mamba-ssm the run goes on with
 #   kernels off and says so.
-# - Decoding (RTF, WER) needs soundfile, soxr, kaldiio: from the same wheel folders; without them the
+# - Every measurement reads the stream and resamples it with the package (soundfile, soxr); decoding (RTF,
+#   WER) also needs kaldiio, jiwer, rapidfuzz: all from the same wheel folders; without the decoding ones the
 #   encoder numbers are still measured (--no-decode).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,7 +38,7 @@ if [ "${1:-}" = "--fetch" ]; then
     mkdir -p "$WHEELS"
     $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 -d "$WHEELS" soundfile cffi pycparser soxr kaldiio
+        --platform manylinux2014_x86_64 -d "$WHEELS" soundfile cffi pycparser soxr kaldiio jiwer rapidfuzz
     # metadata without a build: mamba-ssm's setup.py imports torch and wants nvcc unless told to skip
     MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE $PY -m pip download -q --no-deps --no-build-isolation \
         --no-binary=:all: -d "$WHEELS" mamba-ssm==2.3.2.post1
@@ -75,7 +77,7 @@ find_dist() {  # the first file matching $1 in the wheel folders
     for d in "${wheel_dirs[@]}"; do for f in "$d"/$1; do [ -e "$f" ] && { echo "$f"; return 0; }; done; done
     return 1
 }
-for mod in soundfile soxr kaldiio cffi pycparser; do
+for mod in soundfile soxr kaldiio cffi pycparser jiwer rapidfuzz; do
     if ! $PY -c "import $mod" 2>/dev/null; then
         if whl=$(find_dist "$mod-*.whl"); then
             $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$whl" \
@@ -103,7 +105,7 @@ fi
 $PY benchmarks/gpu_setup.py check | tee "$OUT/env.json"
 mamba=$($PY -c "import json; print(json.load(open('$OUT/env.json'))['mamba_ssm'])" 2>/dev/null || echo absent)
 decode_ok=1
-$PY -c "import cald_asr.inference" 2>/dev/null || { decode_ok=0; echo "decoding unavailable here: $($PY -c 'import cald_asr.inference' 2>&1 | tail -1)"; }
+$PY -c "import cald_asr.inference, cald_asr.scoring" 2>/dev/null || { decode_ok=0; echo "decoding unavailable here: $($PY -c 'import cald_asr.inference, cald_asr.scoring' 2>&1 | tail -1)"; }
 
 stamp "kernel parity tests"
 if [ "${mamba%%:*}" = absent ]; then

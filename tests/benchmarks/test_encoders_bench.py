@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from cald_asr.data.audio import load_audio
 from shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +108,7 @@ def test_audio_stream_cuts(tmp_path):
     corpus = _corpus()
     d = enc.ensure_stream(tmp_path / "audio", 20, corpus, noise=True)
     meta = json.loads((d / "fsdd_test_stream.json").read_text())
-    full = enc.read_wav(d / "fsdd_test_stream.wav", enc.FS_STREAM)
+    full, _ = load_audio(str(d / "fsdd_test_stream.wav"))
     assert full.size == 20 * enc.FS_STREAM
     parts = meta["parts"]
     gaps = [b[0] - (a[0] + a[1]) for a, b in zip(parts, parts[1:])]
