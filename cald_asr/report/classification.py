@@ -1,22 +1,17 @@
-"""Stage 8 of the text recipes (make_results --task cls): score every classified set, write RESULTS.md.
-
-    python -m cald_asr.bin.make_results --task cls \
-        --models "exp/cls_teacher_minilm/best exp/cald_target_linformer_k64/best" --test_sets "dev test" \
-        --decode_tag infer --data_dir dump --train_set train_16k --valid_set dev \
-        --commands exp/commands.txt --output RESULTS.md
-"""
+"""The text recipes' RESULTS.md (make_results --task cls): every classified set scored, the data sets described,
+accuracy, macro-F1, time per example and parameters per model and set."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from cald_asr.bin.make_results import env_header, model_name
 from cald_asr.convert import count_params
 from cald_asr.data.kaldi_dir import read_kv
 from cald_asr.data.text_dataset import DESCRIPTION, LABEL, NUM_TOKENS
 from cald_asr.models.model_file import load_model
+from cald_asr.report.sections import commands_section, env_header, model_name, per_model_tables
 from cald_asr.scoring.accuracy import score_labels
 
 
@@ -39,6 +34,18 @@ def score_model(model_dir: Path, test_sets: Sequence[str], tag: str, data_dir: P
     return out
 
 
+def model_scores(model_dir: Path, test_sets: Sequence[str], tag: str, data_dir: Path) -> Dict[str, Dict]:
+    """score_model with the model's own labels, plus what the tables say of the model: `_mixer`, `_params`."""
+    model, config = load_model(model_dir)
+    sc = score_model(model_dir, test_sets, tag, data_dir, config["labels"])
+    mixer = config.get("mixer") or "attention"
+    conf = config.get("mixer_conf") or {}
+    if mixer == "linformer":
+        mixer += f" (k {conf.get('k', 256)}, {conf.get('sharing', 'none')})"
+    sc.update(_params=count_params(model), _mixer=mixer)
+    return sc
+
+
 def describe_set(data_dir: Path, name: str, role: str) -> str:
     d = data_dir / name
     if not (d / LABEL).is_file():
@@ -52,6 +59,19 @@ def describe_set(data_dir: Path, name: str, role: str) -> str:
     if (d / DESCRIPTION).is_file():
         line += f"; {(d / DESCRIPTION).read_text(encoding='utf-8').strip()}"
     return line
+
+
+def describe_sets(data_dir: Path, train_set: Optional[str], valid_set: Optional[str],
+                  test_sets: Sequence[str]) -> List[str]:
+    """The report's data section: the training and dev sets, then every other test set."""
+    lines = []
+    for name, role in ((train_set, "training"), (valid_set, "dev (selects best/)")):
+        if name:
+            lines.append(describe_set(data_dir, name, role))
+    for s in test_sets:
+        if s != valid_set:
+            lines.append(describe_set(data_dir, s, "test"))
+    return lines
 
 
 def render(models: List[Path], scores: Dict[str, Dict], test_sets: Sequence[str], commands: List[str],
@@ -71,45 +91,12 @@ def render(models: List[Path], scores: Dict[str, Dict], test_sets: Sequence[str]
     lines += ["", "Time per example: tokenising and running the model, divided by the examples, at the batch size "
               "and threads listed per model below (stage 7 runs batch 1: the latency of one example); the first "
               "call is not timed.", ""]
-    for m in models:
-        lines += [f"### {model_name(m)}", "", "|dataset|N|correct|acc|macro-F1|failed|ms/example|batch|threads|",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for s in test_sets:
-            r = scores[str(m)].get(s)
-            if r:
-                lines.append(f"|{s}|{r['n']}|{r['correct']}|{r['accuracy']:.2f}|{r['macro_f1']:.2f}|"
-                             f"{r['failed_utts']}|{1000 * r['seconds_per_example']:.1f}|{r['batch_size']}|{r['threads']}|")
-        lines.append("")
-    lines += ["## Commands", "", "```bash", *commands, "```", ""]
-    return "\n".join(lines)
+    lines += per_model_tables(models, scores, test_sets,
+                              "|dataset|N|correct|acc|macro-F1|failed|ms/example|batch|threads|",
+                              "|---|---:|---:|---:|---:|---:|---:|---:|---:|", _set_row)
+    return "\n".join(lines + commands_section(commands))
 
 
-def make_cls_results(args, models: List[Path]) -> int:
-    test_sets = args.test_sets.split()
-    data_dir = Path(args.data_dir)
-    scores: Dict[str, Dict] = {}
-    for m in models:
-        model, config = load_model(m)
-        sc = score_model(m, test_sets, args.decode_tag, data_dir, config["labels"])
-        mixer = config.get("mixer") or "attention"
-        conf = config.get("mixer_conf") or {}
-        if mixer == "linformer":
-            mixer += f" (k {conf.get('k', 256)}, {conf.get('sharing', 'none')})"
-        sc.update(_params=count_params(model), _mixer=mixer)
-        scores[str(m)] = sc
-        for s in test_sets:
-            r = sc.get(s)
-            if r:
-                print(f"make_results: {model_name(m)} {s}: accuracy {r['accuracy']:.2f}% macro-F1 "
-                      f"{r['macro_f1']:.2f}% {1000 * r['seconds_per_example']:.1f} ms/example")
-    data_lines = []
-    for name, role in ((args.train_set, "training"), (args.valid_set, "dev (selects best/)")):
-        if name:
-            data_lines.append(describe_set(data_dir, name, role))
-    for s in test_sets:
-        if s != args.valid_set:
-            data_lines.append(describe_set(data_dir, s, "test"))
-    commands = Path(args.commands).read_text().splitlines() if args.commands and Path(args.commands).is_file() else []
-    Path(args.output).write_text(render(models, scores, test_sets, commands, Path(args.output).parent, data_lines))
-    print(f"make_results: wrote {args.output}")
-    return 0
+def _set_row(s: str, r: Dict) -> str:
+    return (f"|{s}|{r['n']}|{r['correct']}|{r['accuracy']:.2f}|{r['macro_f1']:.2f}|{r['failed_utts']}|"
+            f"{1000 * r['seconds_per_example']:.1f}|{r['batch_size']}|{r['threads']}|")

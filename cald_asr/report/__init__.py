@@ -1,0 +1,1 @@
+"""Stage 8's reports: the recipes' RESULTS.md, written by cald_asr.bin.make_results."""
