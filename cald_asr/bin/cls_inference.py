@@ -41,10 +41,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from cald_asr.data.kaldi_dir import c_sort_key, read_kv, write_kv
-from cald_asr.data.text_dataset import collate_text, encode, load_text_tokenizer, tokenizer_of
+from cald_asr.data.text_dataset import collate_text, encode
 from cald_asr.decode import journal
 from cald_asr.models.model_file import CONFIG_NAME, WEIGHTS_NAME, ModelFileError, load_model
 from cald_asr.models.text_classifier import TextClassifier
+from cald_asr.text.hf_tokenizer import load_text_tokenizer, tokenizer_of
 
 PROG = "cls_inference"
 FORMATS = ("auto", "lines", "kaldi")

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from cald_asr.data.kaldi_dir import DataDirError, c_sort_key, iter_kv_lines, read_kv, write_kv
-from cald_asr.data.text_dataset import (DESCRIPTION, LABEL, NUM_TOKENS, TEXT, TOKEN_IDS, encode, load_text_tokenizer,
-                                        resolve_tokenizer_dir)
+from cald_asr.data.text_dataset import DESCRIPTION, LABEL, NUM_TOKENS, TEXT, TOKEN_IDS, encode
 from cald_asr.models.model_file import ModelFileError, read_config
+from cald_asr.text.hf_tokenizer import load_text_tokenizer, resolve_tokenizer_dir
 
 PROG = "cls_tokenize"
 

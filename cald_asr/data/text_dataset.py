@@ -1,12 +1,12 @@
-"""Text classification data: Kaldi-style set dirs, the teacher's own tokenizer, a dataset and its collate.
+"""Text classification data: Kaldi-style set dirs, token ids from the teacher's own tokenizer, a dataset and
+its collate.
 
 A set dir holds `text` (`<utt-id> <sentence>`) and `label` (`<utt-id> <class name>`); after stage 2 also
 `token_ids` (`<utt-id> <id> <id> ...`: the teacher tokenizer's ids, [CLS] ... [SEP], truncated to the
 model's length) and `utt2num_tokens`, so training never needs the tokenizer and the sampler can bucket
 by length. Every reader error names the file and line.
 
-The tokenizer is the pretrained model's own (Hugging Face files in its directory, read offline), found
-from the model config: `tokenizer:` (a directory, or `default` = all-MiniLM-L6-v2 from its package).
+The tokenizer is the pretrained model's own, loaded by cald_asr.text.hf_tokenizer; here it is only called.
 """
 
 from __future__ import annotations
@@ -39,38 +39,6 @@ def write_text_set(set_dir: os.PathLike | str, text: Mapping[str, str], label: M
     write_kv(set_dir / LABEL, label)
     if description:
         (set_dir / DESCRIPTION).write_text(description + "\n", encoding="utf-8")
-
-
-def resolve_tokenizer_dir(path: Optional[str]) -> Path:
-    """`default` (or None) = the all-MiniLM-L6-v2 package's directory; anything else is a directory."""
-    from cald_asr.models.encoders.bert import default_minilm_path
-
-    if path in (None, "default"):
-        return default_minilm_path()
-    p = Path(path)
-    if not p.is_dir():
-        raise FileNotFoundError(f"{p}: tokenizer directory not found")
-    return p
-
-
-def load_text_tokenizer(path: Optional[str] = "default"):
-    """The pretrained model's own tokenizer (transformers.AutoTokenizer, local files only)."""
-    from cald_asr.models.encoders.bert import load_tokenizer
-
-    tok = load_tokenizer(resolve_tokenizer_dir(path))
-    if tok.padding_side != "right":
-        raise ValueError(f"tokenizer pads on the {tok.padding_side}; the text encoders expect right padding")
-    return tok
-
-
-def tokenizer_of(config: Mapping[str, Any]) -> str:
-    """The tokenizer a text model was built with: its `tokenizer:` field, else its pretrained path."""
-    if config.get("tokenizer"):
-        return str(config["tokenizer"])
-    pretrained = config.get("pretrained_from") or {}
-    if pretrained.get("format") == "bert_hf":
-        return str(pretrained.get("path", "default"))
-    raise ValueError("the model config names no tokenizer (tokenizer: or pretrained_from: {format: bert_hf})")
 
 
 def encode(tokenizer, texts: Sequence[str], max_length: int) -> List[List[int]]:

