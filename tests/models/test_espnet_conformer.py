@@ -2,6 +2,7 @@
 GlobalMVN, UtteranceMVN, TransformerDecoder) built directly and saved in ESPnet's experiment layout."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,6 +35,14 @@ IN_DIM, VOCAB = 20, 12
 TOKENS = ["<blank>", "<unk>"] + [chr(ord("a") + i) for i in range(VOCAB - 3)] + ["<sos/eos>"]
 REL = dict(rel_pos_type="latest", pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn")
 ABS = dict(pos_enc_layer_type="abs_pos", selfattention_layer_type="selfattn")
+
+
+AN4_TEACHER = Path(__file__).resolve().parents[2] / "egs" / "an4" / "asr1" / "conf" / "teacher_conformer.yaml"
+
+
+def an4_conformer_conf(**kw):
+    """The AN4 recipe's Conformer (its conf/teacher_conformer.yaml), as conformer_ctc_from_scratch's encoder_conf."""
+    return {**yaml.safe_load(AN4_TEACHER.read_text())["encoder_conf"]["encoder_conf"], **kw}
 
 
 def enc_conf(**kw):
@@ -282,7 +291,7 @@ def test_mvn_layers_match_espnet(tmp_path):
 def test_from_scratch_builder_round_trips(tmp_path):
     torch.manual_seed(0)
     tokens = ["<blank>", "<unk>", "a", "b", "c", "<space>", "<sos/eos>"]
-    model = conformer_ctc_from_scratch(input_size=13, token_list=tokens, num_blocks=2).eval()
+    model = conformer_ctc_from_scratch(input_size=13, token_list=tokens, **an4_conformer_conf(num_blocks=2)).eval()
     conf = model.config["encoder_conf"]
     assert (conf["output_size"], conf["attention_heads"], conf["linear_units"], conf["cnn_module_kernel"],
             conf["input_layer"], conf["macaron_style"]) == (144, 4, 576, 15, "conv2d", True)
@@ -304,8 +313,8 @@ def test_from_scratch_global_mvn_reads_stats_and_round_trips(tmp_path):
     feats = g.normal(size=(500, 13)) * g.uniform(0.5, 20, 13) + g.normal(size=13) * 10
     stats = tmp_path / "feats_stats.npz"
     np.savez(stats, count=np.array(len(feats)), sum=feats.sum(0), sum_square=(feats ** 2).sum(0))
-    model = conformer_ctc_from_scratch(vocab_size=8, normalize="global_mvn",
-                                       normalize_conf={"stats_file": str(stats)}, num_blocks=1).eval()
+    model = conformer_ctc_from_scratch(vocab_size=8, normalize="global_mvn", normalize_conf={"stats_file": str(stats)},
+                                       **an4_conformer_conf(num_blocks=1)).eval()
     np.testing.assert_allclose(model.normalize.mean.numpy(), feats.mean(0), rtol=1e-9)
     np.testing.assert_allclose(model.normalize.std.numpy(), feats.std(0), rtol=1e-9)
     cfg, pth = save_espnet_asr(model, tmp_path / "exp")

@@ -425,36 +425,14 @@ def save_espnet_asr(model: EspnetConformerCTC, out_dir: Union[str, Path],
     return config_path, model_path
 
 
-AN4_CONFORMER_DEFAULTS = dict(
-    # Small for ~0.6 h of 13-dim MFCC at 100 frames/s: conv2d subsampling to 25 frames/s keeps CTC
-    # alignments feasible for character targets; d=144 with 4 heads and FFN 4x, kernel 15 (0.6 s at
-    # 25 frames/s) as in Conformer-S scaled down to 6 blocks: 3.26M parameters with a 30-token CTC head.
-    output_size=144,
-    attention_heads=4,
-    linear_units=576,
-    num_blocks=6,
-    dropout_rate=0.1,
-    positional_dropout_rate=0.1,
-    attention_dropout_rate=0.1,
-    input_layer="conv2d",
-    normalize_before=True,
-    macaron_style=True,
-    rel_pos_type="latest",
-    pos_enc_layer_type="rel_pos",
-    selfattention_layer_type="rel_selfattn",
-    activation_type="swish",
-    use_cnn_module=True,
-    cnn_module_kernel=15,
-)
-
-
 def conformer_ctc_from_scratch(input_size: int = 13, vocab_size: Optional[int] = None,
                                token_list: Optional[List[str]] = None, normalize: Optional[str] = "utterance_mvn",
                                normalize_conf: Optional[dict] = None, padding_invariant: bool = True,
                                **encoder_conf) -> EspnetConformerCTC:
     """A freshly initialised Conformer CTC model on feature input, described by an ESPnet config so that
     save_espnet_asr + load_espnet_asr round-trip it.  Give token_list (ESPnet's, "<blank>" first) or
-    vocab_size (placeholder tokens).  encoder_conf overrides AN4_CONFORMER_DEFAULTS.  normalize is
+    vocab_size (placeholder tokens).  encoder_conf: ConformerEncoder's keyword arguments, ESPnet's defaults
+    for those not given (a recipe's are in its conf/, e.g. egs/an4/asr1/conf/teacher_conformer.yaml).  normalize is
     ESPnet's default utterance_mvn (per-utterance mean removal, i.e. CMN for MFCC); "global_mvn" needs
     normalize_conf={"stats_file": ...}."""
     if token_list is None:
@@ -463,7 +441,7 @@ def conformer_ctc_from_scratch(input_size: int = 13, vocab_size: Optional[int] =
         token_list = ["<blank>"] + [f"<tok{i}>" for i in range(1, vocab_size - 1)] + ["<sos/eos>"]
     elif vocab_size is not None and vocab_size != len(token_list):
         raise ValueError(f"vocab_size {vocab_size} != len(token_list) {len(token_list)}")
-    enc_conf = {**AN4_CONFORMER_DEFAULTS, **encoder_conf}
+    enc_conf = dict(encoder_conf)
     config = {
         "input_size": int(input_size),
         "frontend": None,
@@ -544,7 +522,7 @@ def espnet_to_asr_ctc(model: EspnetConformerCTC):
 
 
 __all__ = [
-    "AN4_CONFORMER_DEFAULTS", "EspnetConformerCTC", "EspnetConformerEncoder", "EspnetMixerAdapter",
+    "EspnetConformerCTC", "EspnetConformerEncoder", "EspnetMixerAdapter",
     "EspnetSpeechEncoder", "espnet_to_asr_ctc",
     "attention_weights", "conformer_ctc_from_scratch", "load_espnet_asr", "save_espnet_asr",
     "subsampled_lengths",
