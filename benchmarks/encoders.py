@@ -45,6 +45,7 @@ FLOP rate ("limit"); the measured speed-up over it is reported as a fraction of 
 Writes encoders.json, encoders.md and encoders.png to --out. The `load` column is the highest
 1-minute load average seen while measuring that row (above ~1 other jobs shared the two cores).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: the package come
 
 # Every measurement reads and resamples the stream; what only WER or --synthetic needs is imported where it is
 # used, since a bare GPU machine has only the packages benchmarks/gpu_encoders.sh installs from wheels.
-from cald_asr.corpora.fsdd import (  # noqa: E402
-    DIGIT_WORDS, EDGE_SAMPLES, SAMPLE_RATE, Recording, fill_stream, read_recordings)
+from cald_asr.corpora.fsdd import DIGIT_WORDS, EDGE_SAMPLES, SAMPLE_RATE, Recording, fill_stream, read_recordings  # noqa: E402
 from cald_asr.data.audio import load_audio, resample, write_wav  # noqa: E402
 
 THREADS = 2
@@ -83,8 +83,16 @@ def attention_flops(T: int, d: int) -> Dict[str, int]:
     return {"attn_proj": 8 * T * d * d, "attn_scores": 4 * T * T * d}  # q,k,v,o; QK^T and PV
 
 
-def mamba2_flops(T: int, d: int, d_state: int = 128, headdim: int = 64, expand: int = 1, ngroups: int = 1,
-                 chunk_size: Optional[int] = None, d_conv: int = 4) -> int:
+def mamba2_flops(
+    T: int,
+    d: int,
+    d_state: int = 128,
+    headdim: int = 64,
+    expand: int = 1,
+    ngroups: int = 1,
+    chunk_size: Optional[int] = None,
+    d_conv: int = 4,
+) -> int:
     """One direction; benchmarks/mixers.py's count, with expand and groups."""
     from cald_asr.mixers.ops.ssd import DEFAULT_CHUNK
 
@@ -97,8 +105,9 @@ def mamba2_flops(T: int, d: int, d_state: int = 128, headdim: int = 64, expand: 
     return proj + conv + ssd
 
 
-def mamba_flops(T: int, d: int, d_state: int = 16, expand: int = 2, dt_rank: Optional[int] = None,
-                d_conv: int = 4) -> int:
+def mamba_flops(
+    T: int, d: int, d_state: int = 16, expand: int = 2, dt_rank: Optional[int] = None, d_conv: int = 4
+) -> int:
     """One direction of Mamba (v1), as benchmarks/mixers.py counts it."""
     di, n = expand * d, d_state
     r = dt_rank or math.ceil(d / 16)
@@ -154,8 +163,9 @@ def feature_windows(n_feats: int, feats_per_sec: float = 100.0, stride: int = 2)
     """The windows Speech2Text decodes a long input in, in feature frames (decode/long_audio.py)."""
     from cald_asr.decode.long_audio import plan_windows
 
-    return plan_windows(n_feats, int(round(WINDOW_SEC * feats_per_sec)), int(round(OVERLAP_SEC * feats_per_sec)),
-                        stride)
+    return plan_windows(
+        n_feats, int(round(WINDOW_SEC * feats_per_sec)), int(round(OVERLAP_SEC * feats_per_sec)), stride
+    )
 
 
 def windowed_flops(config: Dict[str, Any], n_feats: int) -> Dict[str, int]:
@@ -171,8 +181,9 @@ def fsdd_pool(corpus_dir: Path) -> List[Recording]:
     """The official FSDD test recordings (take index 0-4), read and checked by the corpus module."""
     pool = [r for r in read_recordings(corpus_dir).values() if r.split == "test"]
     if not pool:
-        raise FileNotFoundError(f"{Path(corpus_dir) / 'recordings'}: no FSDD test recordings "
-                                "({digit}_{speaker}_{0-4}.wav)")
+        raise FileNotFoundError(
+            f"{Path(corpus_dir) / 'recordings'}: no FSDD test recordings ({{digit}}_{{speaker}}_{{0-4}}.wav)"
+        )
     return pool
 
 
@@ -180,9 +191,17 @@ def noise_pool(n: int = 300, seed: int = STREAM_SEED) -> List[Recording]:
     """Stand-in recordings where no corpus is at hand (a bare GPU machine): seeded noise bursts of
     FSDD's length range, digit -1 (no transcript). Time and memory do not depend on the content."""
     rng = np.random.default_rng(seed)
-    return [Recording(f"noise_{k}", -1, "noise", k, Path("noise"),
-                      (rng.standard_normal(int(rng.integers(FS_STREAM * 3 // 10, FS_STREAM * 6 // 10)))
-                       * 3000).astype(np.int16)) for k in range(n)]
+    return [
+        Recording(
+            f"noise_{k}",
+            -1,
+            "noise",
+            k,
+            Path("noise"),
+            (rng.standard_normal(int(rng.integers(FS_STREAM * 3 // 10, FS_STREAM * 6 // 10))) * 3000).astype(np.int16),
+        )
+        for k in range(n)
+    ]
 
 
 def build_stream(pool: Sequence[Recording], seconds: float, seed: int = STREAM_SEED):
@@ -204,14 +223,24 @@ def ensure_stream(audio_dir: Path, seconds: float, corpus_dir: Optional[Path], n
     if meta_path.is_file() and json.loads(meta_path.read_text())["seconds"] >= seconds:
         return audio_dir
     if corpus_dir is None and not noise:
-        raise FileNotFoundError(f"{meta_path}: no audio stream of {seconds} s here, and no FSDD corpus to build one "
-                                "from (give --corpus-dir, --audio-dir with a stream, or --noise-audio)")
+        raise FileNotFoundError(
+            f"{meta_path}: no audio stream of {seconds} s here, and no FSDD corpus to build one "
+            "from (give --corpus-dir, --audio-dir with a stream, or --noise-audio)"
+        )
     pool = fsdd_pool(corpus_dir) if corpus_dir is not None else noise_pool()
     audio, parts = build_stream(pool, seconds)
     write_wav(wav_path, audio.astype(np.float32) / 32768.0, FS_STREAM)  # 16-bit PCM: the samples come back exact
-    meta_path.write_text(json.dumps({"seconds": seconds, "fs": FS_STREAM, "seed": STREAM_SEED,
-                                     "source": str(corpus_dir) if corpus_dir is not None else "noise",
-                                     "parts": parts}))
+    meta_path.write_text(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "fs": FS_STREAM,
+                "seed": STREAM_SEED,
+                "source": str(corpus_dir) if corpus_dir is not None else "noise",
+                "parts": parts,
+            }
+        )
+    )
     return audio_dir
 
 
@@ -247,13 +276,21 @@ def word_errors(ref: str, hyp: str) -> int:
 # ---- models --------------------------------------------------------------------------------
 SYNTHETIC = {
     # Whisper tiny.en's encoder and the FSDD recipe's students (conf/mixer/*.yaml)
-    "tiny_en": dict(encoder_conf=dict(n_mels=80, d_model=384, n_heads=6, n_layers=4, ffn_dim=1536),
-                    students={"bimamba2": dict(d_state=128, headdim=64, d_conv=4, expand=1),
-                              "bimamba": dict(d_state=16, d_conv=4, expand=1)}),
+    "tiny_en": dict(
+        encoder_conf=dict(n_mels=80, d_model=384, n_heads=6, n_layers=4, ffn_dim=1536),
+        students={
+            "bimamba2": dict(d_state=128, headdim=64, d_conv=4, expand=1),
+            "bimamba": dict(d_state=16, d_conv=4, expand=1),
+        },
+    ),
     # a small one for tests
-    "test": dict(encoder_conf=dict(n_mels=80, d_model=64, n_heads=2, n_layers=2, ffn_dim=128),
-                 students={"bimamba2": dict(d_state=16, headdim=32, d_conv=4, expand=1, chunk_size=32),
-                           "bimamba": dict(d_state=8, d_conv=4, expand=1)}),
+    "test": dict(
+        encoder_conf=dict(n_mels=80, d_model=64, n_heads=2, n_layers=2, ffn_dim=128),
+        students={
+            "bimamba2": dict(d_state=16, headdim=32, d_conv=4, expand=1, chunk_size=32),
+            "bimamba": dict(d_state=8, d_conv=4, expand=1),
+        },
+    ),
 }
 
 
@@ -279,10 +316,16 @@ def make_synthetic(preset: str, out_dir: Path, mixers: Sequence[str]) -> Dict[st
     from cald_asr.models.model_file import build_model, load_model, save_model
 
     spec = SYNTHETIC[preset]
-    config = {"model": "asr_ctc", "frontend": "whisper_logmel", "frontend_conf": {"n_mels": 80},
-              "encoder": "whisper", "encoder_conf": dict(spec["encoder_conf"]),
-              "token_list": fsdd_token_list(out_dir / "token_list" / "char"),
-              "token_type": "char", "initialised_from": f"seeded random weights (synthetic preset {preset})"}
+    config = {
+        "model": "asr_ctc",
+        "frontend": "whisper_logmel",
+        "frontend_conf": {"n_mels": 80},
+        "encoder": "whisper",
+        "encoder_conf": dict(spec["encoder_conf"]),
+        "token_list": fsdd_token_list(out_dir / "token_list" / "char"),
+        "token_type": "char",
+        "initialised_from": f"seeded random weights (synthetic preset {preset})",
+    }
     torch.manual_seed(0)
     teacher = save_model(build_model(config), config, out_dir / f"{preset}_teacher")
     students = []
@@ -293,8 +336,9 @@ def make_synthetic(preset: str, out_dir: Path, mixers: Sequence[str]) -> Dict[st
         torch.manual_seed(1 + i)
         conf = dict(spec["students"][mixer])
         convert_model(model, mixer, conf)
-        students.append(save_model(model, {**config, "mixer": mixer, "mixer_conf": conf},
-                                   out_dir / f"{preset}_{mixer}"))
+        students.append(
+            save_model(model, {**config, "mixer": mixer, "mixer_conf": conf}, out_dir / f"{preset}_{mixer}")
+        )
     return {"teacher": teacher, "students": students}
 
 
@@ -376,9 +420,14 @@ def _timed_calls(call, device: torch.device, budget_s: float, warmup=None) -> Di
         if cuda:
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
-    return {"time_s": min(times + [first]), "first_s": first, "runs": 1 + len(times),
-            "peak_mem_mb": peak / 2**20, "mem_method": "cuda_allocator" if cuda else ("VmHWM" if hwm else "ru_maxrss"),
-            "_result": result}
+    return {
+        "time_s": min(times + [first]),
+        "first_s": first,
+        "runs": 1 + len(times),
+        "peak_mem_mb": peak / 2**20,
+        "mem_method": "cuda_allocator" if cuda else ("VmHWM" if hwm else "ru_maxrss"),
+        "_result": result,
+    }
 
 
 def measure(job: Dict[str, Any]) -> Dict[str, Any]:
@@ -394,14 +443,21 @@ def measure(job: Dict[str, Any]) -> Dict[str, Any]:
     if job["what"] == "decode":
         from cald_asr.inference import Speech2Text
 
-        s2t = Speech2Text(job["model_dir"], device=str(device), beam_size=job.get("beam", 1),
-                          long_audio=job["mode"])
+        s2t = Speech2Text(job["model_dir"], device=str(device), beam_size=job.get("beam", 1), long_audio=job["mode"])
         set_kernels(s2t.model, job.get("kernels"))
-        r = _timed_calls(lambda: s2t(wav, fs=FS_MODEL)[0].text, device, job["budget"],
-                         warmup=lambda: s2t(wav[:FS_MODEL], fs=FS_MODEL))
+        r = _timed_calls(
+            lambda: s2t(wav, fs=FS_MODEL)[0].text,
+            device,
+            job["budget"],
+            warmup=lambda: s2t(wav[:FS_MODEL], fs=FS_MODEL),
+        )
         hyp = r.pop("_result")
-        r.update(rtf=r["time_s"] / job["seconds"], ref_words=len(ref.split()),
-                 word_errors=word_errors(ref, hyp), hyp_words=len(hyp.split()))
+        r.update(
+            rtf=r["time_s"] / job["seconds"],
+            ref_words=len(ref.split()),
+            word_errors=word_errors(ref, hyp),
+            hyp_words=len(hyp.split()),
+        )
         return r
 
     model, config = load_model(job["model_dir"])
@@ -428,8 +484,9 @@ def measure(job: Dict[str, Any]) -> Dict[str, Any]:
         return out.out.shape[1]
 
     # warm-up on 1 s; under torch.compile a full call instead (compiling happens there, untimed)
-    r = _timed_calls(call, device, job["budget"],
-                     warmup=call if job.get("compile") else lambda: call([(0, min(n, 100))]))
+    r = _timed_calls(
+        call, device, job["budget"], warmup=call if job.get("compile") else lambda: call([(0, min(n, 100))])
+    )
     r.pop("_result")
     r["windows"] = len(pieces)
     return r
@@ -446,8 +503,9 @@ def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
             return {"error": f"{type(e).__name__}: {e}"[:400]}
     threads = str(job.get("threads", THREADS))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True,
-                         env=env)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True, env=env
+    )
     if out.returncode:
         lines = out.stderr.strip().splitlines()
         return {"error": lines[-1][:400] if lines else f"exit code {out.returncode}"}
@@ -470,8 +528,12 @@ def matmul_rate(device: torch.device, n: int = 2048, reps: int = 5) -> float:
 
 
 # ---- the benchmark -------------------------------------------------------------------------
-def plan(models: List[Dict[str, Any]], kernel_modes: List[Optional[bool]], decode: bool,
-         decode_teacher_one_pass: bool = False) -> List[Dict[str, Any]]:
+def plan(
+    models: List[Dict[str, Any]],
+    kernel_modes: List[Optional[bool]],
+    decode: bool,
+    decode_teacher_one_pass: bool = False,
+) -> List[Dict[str, Any]]:
     """The (model, mode, kernels, what) combinations measured at every length."""
     jobs = []
     for m in models:
@@ -479,13 +541,29 @@ def plan(models: List[Dict[str, Any]], kernel_modes: List[Optional[bool]], decod
         kms = kernel_modes if m["recurrent"] else [None]
         for km in kms:
             for mode in modes:
-                jobs.append({"what": "encoder", "label": m["label"], "model_dir": str(m["dir"]), "mode": mode,
-                             "kernels": km, "role": m["role"]})
+                jobs.append(
+                    {
+                        "what": "encoder",
+                        "label": m["label"],
+                        "model_dir": str(m["dir"]),
+                        "mode": mode,
+                        "kernels": km,
+                        "role": m["role"],
+                    }
+                )
             if decode:
                 teacher_modes = ["windowed"] + (["one_pass"] if decode_teacher_one_pass else [])
-                for mode in (teacher_modes if m["role"] == "teacher" else ["one_pass"]):
-                    jobs.append({"what": "decode", "label": m["label"], "model_dir": str(m["dir"]), "mode": mode,
-                                 "kernels": km, "role": m["role"]})
+                for mode in teacher_modes if m["role"] == "teacher" else ["one_pass"]:
+                    jobs.append(
+                        {
+                            "what": "decode",
+                            "label": m["label"],
+                            "model_dir": str(m["dir"]),
+                            "mode": mode,
+                            "kernels": km,
+                            "role": m["role"],
+                        }
+                    )
     return jobs
 
 
@@ -511,8 +589,15 @@ def resolve_models(args, work: Path) -> List[Dict[str, Any]]:
             raise SystemExit(f"{d}: --teacher must be an attention model, but its config names mixer {config['mixer']}")
         if role == "student" and not config.get("mixer"):
             raise SystemExit(f"{d}: a student's config names a mixer; this one has none")
-        models.append({"role": role, "dir": Path(d), "label": model_name(d), "config": config,
-                       "recurrent": config.get("mixer") in ("bimamba2", "mamba2", "bimamba", "mamba")})
+        models.append(
+            {
+                "role": role,
+                "dir": Path(d),
+                "label": model_name(d),
+                "config": config,
+                "recurrent": config.get("mixer") in ("bimamba2", "mamba2", "bimamba", "mamba"),
+            }
+        )
     return models
 
 
@@ -535,24 +620,43 @@ def get_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rounds", type=int, default=1, help="alternating repeats per length (fastest kept)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=THREADS, help="CPU threads (the issue: 2)")
-    ap.add_argument("--kernels", choices=["auto", "on", "off", "both"], default="auto",
-                    help="mamba-ssm kernels for recurrent students (CUDA): both = each measured with and without")
+    ap.add_argument(
+        "--kernels",
+        choices=["auto", "on", "off", "both"],
+        default="auto",
+        help="mamba-ssm kernels for recurrent students (CUDA): both = each measured with and without",
+    )
     ap.add_argument("--no-decode", action="store_true", help="encoder measurements only")
-    ap.add_argument("--no-teacher-one-pass", action="store_true",
-                    help="skip the one-pass teacher (its time grows as length squared)")
-    ap.add_argument("--decode-teacher-one-pass", action="store_true",
-                    help="also decode with the teacher in one pass (it decodes in windows by default)")
+    ap.add_argument(
+        "--no-teacher-one-pass",
+        action="store_true",
+        help="skip the one-pass teacher (its time grows as length squared)",
+    )
+    ap.add_argument(
+        "--decode-teacher-one-pass",
+        action="store_true",
+        help="also decode with the teacher in one pass (it decodes in windows by default)",
+    )
     ap.add_argument("--compile", action="store_true", help="torch.compile the encoder (first call not timed)")
     ap.add_argument("--beam", type=int, default=1)
     ap.add_argument("--corpus-dir", help="FSDD corpus (default $CALD_ASR_SHARED_DATA/fsdd or ../shared/data/fsdd)")
     ap.add_argument("--audio-dir", help="where the audio stream is, or is written (default <work-dir>/audio)")
-    ap.add_argument("--noise-audio", action="store_true",
-                    help="without a stream or corpus, time noise bursts instead of speech (no WER)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "encoders"),
-                    help="encoders.{json,md,png} go here")
+    ap.add_argument(
+        "--noise-audio",
+        action="store_true",
+        help="without a stream or corpus, time noise bursts instead of speech (no WER)",
+    )
+    ap.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parent / "out" / "encoders"),
+        help="encoders.{json,md,png} go here",
+    )
     ap.add_argument("--work-dir", help="audio stream and synthetic models (default --out)")
-    ap.add_argument("--in-process", action="store_true",
-                    help="CPU measurements in this process (faster; peak memory then misses reused memory)")
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="CPU measurements in this process (faster; peak memory then misses reused memory)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     return ap
 
@@ -569,10 +673,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    corpus = Path(args.corpus_dir) if args.corpus_dir else \
-        Path(os.environ.get("CALD_ASR_SHARED_DATA", ROOT.parent / "shared" / "data")) / "fsdd"
-    audio_dir = ensure_stream(Path(args.audio_dir) if args.audio_dir else work / "audio", max(args.lengths),
-                              corpus if (corpus / "recordings").is_dir() else None, noise=args.noise_audio)
+    corpus = (
+        Path(args.corpus_dir)
+        if args.corpus_dir
+        else Path(os.environ.get("CALD_ASR_SHARED_DATA", ROOT.parent / "shared" / "data")) / "fsdd"
+    )
+    audio_dir = ensure_stream(
+        Path(args.audio_dir) if args.audio_dir else work / "audio",
+        max(args.lengths),
+        corpus if (corpus / "recordings").is_dir() else None,
+        noise=args.noise_audio,
+    )
     audio_source = json.loads(stream_files(audio_dir)[1].read_text())["source"]
     models = resolve_models(args, work)
     kernel_modes = {"auto": [None], "on": [True], "off": [False], "both": [True, False]}[args.kernels]
@@ -582,28 +693,68 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.no_teacher_one_pass:
         jobs = [j for j in jobs if not (j["role"] == "teacher" and j["mode"] == "one_pass")]
     rate = matmul_rate(device)
-    print(f"float32 matmul rate ({device}{', %d threads' % args.threads if device.type == 'cpu' else ''}): "
-          f"{rate / 1e9:.1f} GFLOP/s", flush=True)
+    print(
+        f"float32 matmul rate ({device}{', %d threads' % args.threads if device.type == 'cpu' else ''}): "
+        f"{rate / 1e9:.1f} GFLOP/s",
+        flush=True,
+    )
     config_of = {m["label"]: m["config"] for m in models}
-    result = {"device": str(device), "device_name": device_name(device), "threads": args.threads,
-              "torch": torch.__version__, "matmul_gflops": rate / 1e9, "lengths": args.lengths,
-              "audio": str(audio_dir), "audio_source": audio_source, "synthetic": args.synthetic,
-              "compile": args.compile, "budget_s": args.budget, "rounds": args.rounds, "in_process": args.in_process,
-              "models": {m["label"]: {"dir": str(m["dir"]), "role": m["role"], "mixer": m["config"].get("mixer"),
-                                      "mixer_conf": m["config"].get("mixer_conf")} for m in models},
-              "rows": []}
+    result = {
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "matmul_gflops": rate / 1e9,
+        "lengths": args.lengths,
+        "audio": str(audio_dir),
+        "audio_source": audio_source,
+        "synthetic": args.synthetic,
+        "compile": args.compile,
+        "budget_s": args.budget,
+        "rounds": args.rounds,
+        "in_process": args.in_process,
+        "models": {
+            m["label"]: {
+                "dir": str(m["dir"]),
+                "role": m["role"],
+                "mixer": m["config"].get("mixer"),
+                "mixer_conf": m["config"].get("mixer_conf"),
+            }
+            for m in models
+        },
+        "rows": [],
+    }
     for seconds in args.lengths:
         got: Dict[tuple, Dict[str, Any]] = {}
         for rnd in range(args.rounds):
-            for job in (jobs if rnd % 2 == 0 else jobs[::-1]):
-                full = dict(job, seconds=seconds, audio_dir=str(audio_dir), device=args.device, budget=args.budget,
-                            threads=args.threads, compile=args.compile, beam=args.beam, in_process=args.in_process)
+            for job in jobs if rnd % 2 == 0 else jobs[::-1]:
+                full = dict(
+                    job,
+                    seconds=seconds,
+                    audio_dir=str(audio_dir),
+                    device=args.device,
+                    budget=args.budget,
+                    threads=args.threads,
+                    compile=args.compile,
+                    beam=args.beam,
+                    in_process=args.in_process,
+                )
                 key = (job["what"], row_key(job))
                 load = os.getloadavg()[0]
                 r = run_job(full)
-                row = got.setdefault(key, {"what": job["what"], "model": row_key(job), "label": job["label"],
-                                           "role": job["role"], "mode": job["mode"], "kernels": job["kernels"],
-                                           "seconds": seconds, "load": 0.0})
+                row = got.setdefault(
+                    key,
+                    {
+                        "what": job["what"],
+                        "model": row_key(job),
+                        "label": job["label"],
+                        "role": job["role"],
+                        "mode": job["mode"],
+                        "kernels": job["kernels"],
+                        "seconds": seconds,
+                        "load": 0.0,
+                    },
+                )
                 row["load"] = max(row["load"], load)
                 if "error" in r:
                     row.setdefault("error", r["error"])
@@ -711,14 +862,24 @@ def to_markdown(result) -> str:
         f"{result['device_name']} ({result['device']}), torch {result['torch']}"
         + (f", {result['threads']} threads" if result["device"] == "cpu" else "")
         + f", batch 1, float32; float32 matmul rate {result['matmul_gflops']:.1f} GFLOP/s (same run)."
-        + (f" Models: synthetic `{result['synthetic']}` (random weights: WER meaningless)." if result["synthetic"] else "")
+        + (
+            f" Models: synthetic `{result['synthetic']}` (random weights: WER meaningless)."
+            if result["synthetic"]
+            else ""
+        )
         + (" Encoders under torch.compile." if result["compile"] else "")
         + (" Audio: noise bursts, not speech (no WER)." if result.get("audio_source") == "noise" else ""),
-        "Peak memory: " + ("torch CUDA allocator, max allocated during the first call minus allocated before it."
-                           if result["device"] != "cpu" else
-                           "resident-set growth during the first call (VmHWM after a reset, minus RSS before), "
-                           + ("all in one process (memory freed by earlier measurements is reused unseen)."
-                              if result.get("in_process") else "one process per measurement.")),
+        "Peak memory: "
+        + (
+            "torch CUDA allocator, max allocated during the first call minus allocated before it."
+            if result["device"] != "cpu"
+            else "resident-set growth during the first call (VmHWM after a reset, minus RSS before), "
+            + (
+                "all in one process (memory freed by earlier measurements is reused unseen)."
+                if result.get("in_process")
+                else "one process per measurement."
+            )
+        ),
         "",
         "### Encoder forward",
         "",
@@ -733,30 +894,49 @@ def to_markdown(result) -> str:
             continue
         gflop = "" if r.get("flops") is None else f"{r['flops'] / 1e9:.0f}"
         frac = "" if "frac_matmul" not in r else f"{100 * r['frac_matmul']:.1f}"
-        lines.append(f"| {r['model']} | {r['seconds']:g} | {r['time_s'] * 1e3:.0f} | {r['ms_per_audio_s']:.2f} | "
-                     f"{r['peak_mem_mb']:.0f} | {gflop} | {frac} | {r.get('windows', '')} | {r['load']:.1f} |")
+        lines.append(
+            f"| {r['model']} | {r['seconds']:g} | {r['time_s'] * 1e3:.0f} | {r['ms_per_audio_s']:.2f} | "
+            f"{r['peak_mem_mb']:.0f} | {gflop} | {frac} | {r.get('windows', '')} | {r['load']:.1f} |"
+        )
     dec = [r for r in result["rows"] if r["what"] == "decode"]
     if dec:
-        lines += ["", "### Full decoding (Speech2Text, greedy CTC)", "",
-                  "| model | audio s | s | RTF | peak MB | words | WER % | load |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "### Full decoding (Speech2Text, greedy CTC)",
+            "",
+            "| model | audio s | s | RTF | peak MB | words | WER % | load |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in dec:
             if "time_s" not in r:
                 lines.append(f"| {r['model']} | {r['seconds']:g} | error: {r.get('error', '')[:80]} | | | | | |")
                 continue
-            lines.append(f"| {r['model']} | {r['seconds']:g} | {r['time_s']:.2f} | {r['rtf']:.4f} | "
-                         f"{r['peak_mem_mb']:.0f} | {r['ref_words']} | "
-                         f"{100 * r['word_errors'] / max(1, r['ref_words']):.2f} | {r['load']:.1f} |")
+            lines.append(
+                f"| {r['model']} | {r['seconds']:g} | {r['time_s']:.2f} | {r['rtf']:.4f} | "
+                f"{r['peak_mem_mb']:.0f} | {r['ref_words']} | "
+                f"{100 * r['word_errors'] / max(1, r['ref_words']):.2f} | {r['load']:.1f} |"
+            )
     s = result["summary"]
-    lines += ["", "### Student vs teacher, per length", "",
-              "| student | audio s | FLOP limit (teacher 1-pass / student) | speed-up vs 1-pass | fraction of limit | "
-              "FLOP ratio windowed / student | speed-up vs windowed |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "### Student vs teacher, per length",
+        "",
+        "| student | audio s | FLOP limit (teacher 1-pass / student) | speed-up vs 1-pass | fraction of limit | "
+        "FLOP ratio windowed / student | speed-up vs windowed |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     f = lambda e, k, p=2: "" if k not in e else f"{e[k]:.{p}f}"  # noqa: E731
     for sec, entry in s["per_length"].items():
         for m, e in entry.items():
-            lines.append(f"| {m} | {float(sec):g} | {f(e, 'flop_limit')} | {f(e, 'speedup')} | {f(e, 'frac_of_limit')} | "
-                         f"{f(e, 'flop_ratio_windowed')} | {f(e, 'speedup_vs_windowed')} |")
-    lines += ["", "| student | ms per audio s, max / min over 30 s+ | peak memory log-log slope, 30 s+ (1 = linear) |",
-              "|---|---:|---:|"]
+            lines.append(
+                f"| {m} | {float(sec):g} | {f(e, 'flop_limit')} | {f(e, 'speedup')} | {f(e, 'frac_of_limit')} | "
+                f"{f(e, 'flop_ratio_windowed')} | {f(e, 'speedup_vs_windowed')} |"
+            )
+    lines += [
+        "",
+        "| student | ms per audio s, max / min over 30 s+ | peak memory log-log slope, 30 s+ (1 = linear) |",
+        "|---|---:|---:|",
+    ]
     for m, e in s["students"].items():
         lines.append(f"| {m} | {f(e, 'ms_per_audio_s_max_over_min_30s+')} | {f(e, 'peak_mem_loglog_slope_30s+')} |")
     return "\n".join(lines) + "\n"
@@ -768,22 +948,29 @@ def plot(rows, path: Path, result) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("encoder", "time_s", "encoder forward (s)"), ("encoder", "peak_mem_mb", "encoder peak memory (MB)"),
-              ("decode", "rtf", "full decoding RTF")]
+    panels = [
+        ("encoder", "time_s", "encoder forward (s)"),
+        ("encoder", "peak_mem_mb", "encoder peak memory (MB)"),
+        ("decode", "rtf", "full decoding RTF"),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     names = list(dict.fromkeys(r["model"] for r in rows))
     for ax, (what, key, title) in zip(axes, panels):
         for i, name in enumerate(names):
-            pts = sorted((r["seconds"], r[key]) for r in rows
-                         if r["model"] == name and r["what"] == what and r.get(key, 0) > 0)
+            pts = sorted(
+                (r["seconds"], r[key]) for r in rows if r["model"] == name and r["what"] == what and r.get(key, 0) > 0
+            )
             if pts:
                 ax.loglog(*zip(*pts), "-o", color=f"C{i}", label=name, markersize=4)
         ax.set_xlabel("audio length (s)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{result['device_name']}, batch 1, float32"
-                 + (f", {result['threads']} threads" if result["device"] == "cpu" else ""), fontsize=10)
+    fig.suptitle(
+        f"{result['device_name']}, batch 1, float32"
+        + (f", {result['threads']} threads" if result["device"] == "cpu" else ""),
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

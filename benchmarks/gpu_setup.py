@@ -11,6 +11,7 @@ the Triton modules import on their own; Mamba (v1) kernels then stay unavailable
     python benchmarks/gpu_setup.py pytest ARGS...        # pytest, with mamba-ssm enabled as above
     python benchmarks/gpu_setup.py bench ARGS...         # benchmarks/encoders.py, likewise
 """
+
 from __future__ import annotations
 
 import importlib
@@ -78,9 +79,13 @@ def main(argv=None) -> int:
     if cmd == "check":
         import torch
 
-        info = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
-                "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                "mamba_ssm": status}
+        info = {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "mamba_ssm": status,
+        }
         try:
             import triton
 

@@ -11,6 +11,7 @@ alternating order `--rounds` times and each keeps its fastest time; the `load` c
 highest 1-minute load average seen while measuring that row (above ~1 other jobs shared the two
 cores and the row's times are not trustworthy). Writes mixers.json, mixers.md and mixers.png to --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -189,10 +190,9 @@ def main():
     for group in groups:
         # the mixers compared at one length are measured in alternating order, `rounds` times,
         # keeping each one's fastest: a burst of load from other jobs then hits both, not one
-        got = {job: {"mixer": job[0], "T": job[1], "flops_fwd": FLOPS[job[0]](job[1]), "load": 0.0}
-               for job in group}
+        got = {job: {"mixer": job[0], "T": job[1], "flops_fwd": FLOPS[job[0]](job[1]), "load": 0.0} for job in group}
         for rnd in range(args.rounds):
-            for name, T in (group if rnd % 2 == 0 else group[::-1]):
+            for name, T in group if rnd % 2 == 0 else group[::-1]:
                 row = got[(name, T)]
                 for mode in ("fwd", "fwdbwd"):
                     row["load"] = max(row["load"], os.getloadavg()[0])
@@ -212,8 +212,14 @@ def main():
                     r["us_per_frame"] = r["time_s"] / row["T"] * 1e6
             rows.append(row)
             print(_fmt_row(row), flush=True)
-    result = {"matmul_gflops": rate / 1e9, "threads": THREADS, "d_model": D_MODEL, "torch": torch.__version__,
-              "rows": rows, "summary": summarize(rows)}
+    result = {
+        "matmul_gflops": rate / 1e9,
+        "threads": THREADS,
+        "d_model": D_MODEL,
+        "torch": torch.__version__,
+        "rows": rows,
+        "summary": summarize(rows),
+    }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "mixers.json"), "w") as f:
         json.dump(result, f, indent=1)
@@ -231,7 +237,9 @@ def _fmt_row(row):
         if "error" in r:
             parts.append(f"{mode}: ERROR {r['error']}")
         else:
-            parts.append(f"{mode} {r['time_s'] * 1e3:9.1f} ms {r['peak_mem_mb']:8.0f} MB {100 * r['frac_matmul']:5.1f}%")
+            parts.append(
+                f"{mode} {r['time_s'] * 1e3:9.1f} ms {r['peak_mem_mb']:8.0f} MB {100 * r['frac_matmul']:5.1f}%"
+            )
     return " | ".join(parts)
 
 
@@ -247,8 +255,9 @@ def summarize(rows):
             if "time_s" in r[mode] and "time_s" in a[mode]:
                 entry[f"measured_speedup_{mode}"] = a[mode]["time_s"] / r[mode]["time_s"]
         out[f"T={T}"] = entry
-    per_frame = {T: r["fwdbwd"]["us_per_frame"] for (n, T), r in get.items()
-                 if n == "bimamba2" and "us_per_frame" in r["fwdbwd"]}
+    per_frame = {
+        T: r["fwdbwd"]["us_per_frame"] for (n, T), r in get.items() if n == "bimamba2" and "us_per_frame" in r["fwdbwd"]
+    }
     lo = [v for T, v in per_frame.items() if T >= 2000]
     if lo:
         out["bimamba2_fwdbwd_per_frame_max_over_min_T>=2000"] = max(lo) / min(lo)
@@ -265,7 +274,8 @@ def to_markdown(result):
         f"torch {result['torch']}, {result['threads']} threads, d_model {result['d_model']}, batch 1, float32; "
         f"float32 matmul rate {result['matmul_gflops']:.1f} GFLOP/s (same run).",
         "",
-        "| mixer | T | fwd ms | fwd peak MB | fwd % matmul | fwd+bwd ms | fwd+bwd peak MB | fwd+bwd % matmul | fwd+bwd us/frame | load |",
+        "| mixer | T | fwd ms | fwd peak MB | fwd % matmul | fwd+bwd ms | fwd+bwd peak MB | fwd+bwd % matmul "
+        "| fwd+bwd us/frame | load |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
@@ -297,8 +307,13 @@ def plot(rows, path):
 
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, name in enumerate(dict.fromkeys(r["mixer"] for r in rows)):
-        pts = sorted((r["T"], r[mode]["time_s"], mode) for r in rows if r["mixer"] == name
-                     for mode in ("fwd", "fwdbwd") if "time_s" in r[mode])
+        pts = sorted(
+            (r["T"], r[mode]["time_s"], mode)
+            for r in rows
+            if r["mixer"] == name
+            for mode in ("fwd", "fwdbwd")
+            if "time_s" in r[mode]
+        )
         for mode, style in (("fwdbwd", "-o"), ("fwd", "--x")):
             xs = [t for t, _, m in pts if m == mode]
             ys = [s for _, s, m in pts if m == mode]

@@ -53,8 +53,10 @@ class ConversionReport:
         before = sum(r[2] for r in self.replaced)
         after = sum(r[3] for r in self.replaced)
         lines.append(f"token mixers: {before:,} -> {after:,} parameters")
-        lines.append(f"whole model:  {self.params_before:,} -> {self.params_after:,} parameters "
-                     f"({self.params_before - before:,} kept unchanged)")
+        lines.append(
+            f"whole model:  {self.params_before:,} -> {self.params_after:,} parameters "
+            f"({self.params_before - before:,} kept unchanged)"
+        )
         return "\n".join(lines)
 
 
@@ -79,6 +81,7 @@ def _factory(mixer: str, conf: Dict[str, Any], model: nn.Module) -> Callable[[We
             w = dict(read_weights(attn))
             n_heads = w.pop("n_heads")
             return MIXERS["linformer"].from_attention_weights(num_heads=n_heads, shared_proj=shared, **w, **conf)
+
         return factory
 
     return make
@@ -86,8 +89,11 @@ def _factory(mixer: str, conf: Dict[str, Any], model: nn.Module) -> Callable[[We
 
 def attention_slots(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     """(qualified name, parent) of every `.self_attn` MultiHeadSelfAttention, in model order."""
-    return [(f"{name}.{SLOT}" if name else SLOT, module) for name, module in model.named_modules()
-            if isinstance(getattr(module, "_modules", {}).get(SLOT), MultiHeadSelfAttention)]
+    return [
+        (f"{name}.{SLOT}" if name else SLOT, module)
+        for name, module in model.named_modules()
+        if isinstance(getattr(module, "_modules", {}).get(SLOT), MultiHeadSelfAttention)
+    ]
 
 
 def convert_model(model: nn.Module, mixer: str, mixer_conf: Optional[Dict[str, Any]] = None) -> ConversionReport:
@@ -99,8 +105,14 @@ def convert_model(model: nn.Module, mixer: str, mixer_conf: Optional[Dict[str, A
     delegated = [(n, m) for n, m in model.named_modules() if callable(getattr(m, "replace_token_mixers", None))]
     for name, module in delegated:
         for layer_name, old, new in module.replace_token_mixers(make(module.attention_weights)):
-            report.replaced.append((f"{name}.{layer_name}" if name else layer_name, type(old).__name__,
-                                    count_params(old), count_params(new)))
+            report.replaced.append(
+                (
+                    f"{name}.{layer_name}" if name else layer_name,
+                    type(old).__name__,
+                    count_params(old),
+                    count_params(new),
+                )
+            )
     factory = make(attention_weights)
     for i, (name, parent) in enumerate(attention_slots(model)):
         old = parent._modules[SLOT]

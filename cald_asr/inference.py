@@ -57,11 +57,19 @@ class Hypothesis(NamedTuple):
 
 
 class Speech2Text:
-    def __init__(self, asr_train_config: Union[str, os.PathLike],
-                 asr_model_file: Optional[Union[str, os.PathLike]] = None, device: str = "cpu",
-                 beam_size: int = 1, nbest: int = 1, long_audio: str = "auto", window_sec: float = 30.0,
-                 overlap_sec: float = 5.0,
-                 frame_shift_ms: float = DEFAULT_FRAME_SHIFT_MS, bpemodel: Optional[Union[str, os.PathLike]] = None):
+    def __init__(
+        self,
+        asr_train_config: Union[str, os.PathLike],
+        asr_model_file: Optional[Union[str, os.PathLike]] = None,
+        device: str = "cpu",
+        beam_size: int = 1,
+        nbest: int = 1,
+        long_audio: str = "auto",
+        window_sec: float = 30.0,
+        overlap_sec: float = 5.0,
+        frame_shift_ms: float = DEFAULT_FRAME_SHIFT_MS,
+        bpemodel: Optional[Union[str, os.PathLike]] = None,
+    ):
         if long_audio not in LONG_AUDIO_MODES:
             raise ValueError(f"long_audio must be one of {LONG_AUDIO_MODES}, got {long_audio!r}")
         if beam_size < 1 or nbest < 1 or nbest > beam_size:
@@ -179,8 +187,9 @@ class Speech2Text:
         lp = F.log_softmax(out.logits.float(), dim=-1).cpu()
         return [lp[i, : int(out.out_lengths[i])].numpy() for i in range(len(xs))]
 
-    def log_probs_batch(self, inputs: Sequence[SpeechInput], fs: Optional[int] = None,
-                        batch_size: int = 8) -> List[np.ndarray]:
+    def log_probs_batch(
+        self, inputs: Sequence[SpeechInput], fs: Optional[int] = None, batch_size: int = 8
+    ) -> List[np.ndarray]:
         """Frame-level CTC log-probabilities (T_i, V) per input, long inputs windowed as configured.
         Model calls are batched by length: the pieces (whole inputs or windows) are sorted longest first."""
         xs = [self.prepare(x, fs) for x in inputs]
@@ -189,13 +198,13 @@ class Speech2Text:
         for i, x in enumerate(xs):
             if self.uses_windows(x.shape[0]):
                 plans[i] = plan_windows(x.shape[0], self.window, self.overlap, self.stride)
-                pieces += [(i, w, x[w.start: w.end]) for w in plans[i]]
+                pieces += [(i, w, x[w.start : w.end]) for w in plans[i]]
             else:
                 pieces.append((i, None, x))
         order = sorted(range(len(pieces)), key=lambda j: pieces[j][2].shape[0], reverse=True)
         outs: List[Optional[np.ndarray]] = [None] * len(pieces)
         for b in range(0, len(order), max(1, batch_size)):
-            chunk = order[b: b + batch_size]
+            chunk = order[b : b + batch_size]
             for j, lp in zip(chunk, self._log_probs([pieces[j][2] for j in chunk])):
                 outs[j] = lp
         result: List[Optional[np.ndarray]] = [None] * len(xs)
@@ -218,12 +227,16 @@ class Speech2Text:
             candidates = [list(ids) for ids, _ in ctc_prefix_beam_search(log_probs, self.beam_size, self.nbest)]
         hyps = []
         for ids in candidates:
-            hyps.append(Hypothesis(self.tokenizer.decode(ids), self.token_list.ids2tokens(ids), list(ids),
-                                   ctc_log_likelihood(lp, ids)))
+            hyps.append(
+                Hypothesis(
+                    self.tokenizer.decode(ids), self.token_list.ids2tokens(ids), list(ids), ctc_log_likelihood(lp, ids)
+                )
+            )
         hyps.sort(key=lambda h: h.score, reverse=True)
         return hyps
 
-    def decode_batch(self, inputs: Sequence[SpeechInput], fs: Optional[int] = None,
-                     batch_size: int = 8) -> List[List[Hypothesis]]:
+    def decode_batch(
+        self, inputs: Sequence[SpeechInput], fs: Optional[int] = None, batch_size: int = 8
+    ) -> List[List[Hypothesis]]:
         """One n-best list per input (see log_probs_batch for batching and long inputs)."""
         return [self.search(lp) for lp in self.log_probs_batch(inputs, fs, batch_size)]

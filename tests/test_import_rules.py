@@ -8,7 +8,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cald_asr"
 BASE = {"registry", "precision"}
 # part -> the parts it may import (docs/architecture.md); a part may always import itself
 ALLOWED = {
-    "registry": set(), "precision": set(),
+    "registry": set(),
+    "precision": set(),
     "text": BASE,
     "data": BASE | {"text"},
     "frontend": BASE,
@@ -19,8 +20,8 @@ ALLOWED = {
     "scoring": BASE | {"data", "text"},
     "distill": BASE | {"models", "data"},
     "tasks": BASE | {"distill", "decode", "scoring", "models", "frontend", "data", "text"},
-    "train": BASE | {"tasks", "distill", "decode", "scoring", "models", "convert", "mixers", "frontend", "data",
-                     "text"},
+    "train": BASE
+    | {"tasks", "distill", "decode", "scoring", "models", "convert", "mixers", "frontend", "data", "text"},
     "inference": BASE | {"decode", "models", "frontend", "data", "text"},
     "corpora": BASE | {"data", "text"},
     "report": BASE | {"scoring", "models", "convert", "data", "text"},
@@ -76,5 +77,7 @@ def test_the_check_sees_relative_late_and_bin_imports(tmp_path):
     (tmp_path / "cald_asr" / "mixers").mkdir()
     (tmp_path / "cald_asr" / "data" / "x.py").write_text("def f():\n    from ..models import model_file\n")
     (tmp_path / "cald_asr" / "mixers" / "y.py").write_text("import cald_asr.bin.score\n")
-    assert violations(tmp_path / "cald_asr") == ["cald_asr/data/x.py:2: data imports cald_asr.models",
-                                                 "cald_asr/mixers/y.py:1: mixers imports cald_asr.bin.score"]
+    assert violations(tmp_path / "cald_asr") == [
+        "cald_asr/data/x.py:2: data imports cald_asr.models",
+        "cald_asr/mixers/y.py:1: mixers imports cald_asr.bin.score",
+    ]

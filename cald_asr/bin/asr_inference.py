@@ -77,8 +77,12 @@ def str2bool(value: str) -> bool:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asr_inference.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        prog="asr_inference.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
 
     def add(name, **kw):  # both --some_option and --some-option, as ESPnet/Kaldi users type either
         names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
@@ -88,23 +92,39 @@ def get_parser() -> argparse.ArgumentParser:
     add("asr_train_config", default=None, help="(required) model config.yaml, or the model directory")
     add("asr_model_file", default=None, help="model.safetensors (default: beside the config)")
     add("bpemodel", default=None, help="sentencepiece model for bpe token lists (default: the config's)")
-    add("data_path_and_name_and_type", action="append", default=None,
-        help="(required) SCP,speech,sound (wav.scp) or SCP,speech,kaldi_ark (feats.scp)")
+    add(
+        "data_path_and_name_and_type",
+        action="append",
+        default=None,
+        help="(required) SCP,speech,sound (wav.scp) or SCP,speech,kaldi_ark (feats.scp)",
+    )
     add("key_file", default=None, help="decode only the utterances listed (first column) in this file")
     add("output_dir", default=None, help="(required)")
-    add("resume_from", action="append", default=None,
-        help="another output dir whose results of the same model and options count as done (repeatable)")
+    add(
+        "resume_from",
+        action="append",
+        default=None,
+        help="another output dir whose results of the same model and options count as done (repeatable)",
+    )
     add("batch_size", type=int, default=1, help="utterances (or windows) per model call, batched by length")
     add("beam_size", type=int, default=1, help="1: greedy CTC; >1: CTC prefix beam search")
     add("nbest", type=int, default=1, help="hypotheses written per utterance (<= beam_size)")
     add("ngpu", type=int, default=0, help="0: CPU; 1: the first CUDA device")
     add("ctc_weight", type=float, default=1.0, help="accepted for ESPnet compatibility; models here are CTC-only (1.0)")
-    add("long_audio", choices=LONG_AUDIO_MODES, default="auto",
-        help="auto: one pass for linear-time students, windows for attention models longer than --window_sec")
+    add(
+        "long_audio",
+        choices=LONG_AUDIO_MODES,
+        default="auto",
+        help="auto: one pass for linear-time students, windows for attention models longer than --window_sec",
+    )
     add("window_sec", type=float, default=30.0, help="window length for windowed decoding")
     add("overlap_sec", type=float, default=5.0, help="overlap between consecutive windows")
-    add("resample", type=str2bool, default=False,
-        help="true: resample audio at another rate to the model's; false: report such files as failed")
+    add(
+        "resample",
+        type=str2bool,
+        default=False,
+        help="true: resample audio at another rate to the model's; false: report such files as failed",
+    )
     add("frame_shift_ms", type=float, default=10.0, help="frame shift of kaldi_ark features (seconds, windows)")
     add("log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
@@ -130,8 +150,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         args = p.parse_args(argv)  # the command line overrides the file
         if args.data_path_and_name_and_type is None and data is not None:
             args.data_path_and_name_and_type = [data] if isinstance(data, str) else list(data)
-    missing = [f"--{k}" for k in ("asr_train_config", "data_path_and_name_and_type", "output_dir")
-               if not getattr(args, k)]
+    missing = [
+        f"--{k}" for k in ("asr_train_config", "data_path_and_name_and_type", "output_dir") if not getattr(args, k)
+    ]
     if missing:
         p.error(f"the following arguments are required: {', '.join(missing)}")
     return args
@@ -147,8 +168,9 @@ def speech_input(specs: List[str]) -> Tuple[Path, str]:
         if kind not in (SOUND, KALDI_ARK):
             raise SetupError(f"--data_path_and_name_and_type {spec!r}: type must be {SOUND} or {KALDI_ARK}")
         if name != "speech":
-            raise SetupError(f"--data_path_and_name_and_type {spec!r}: only the 'speech' input is read "
-                             "(CTC decoding needs no other)")
+            raise SetupError(
+                f"--data_path_and_name_and_type {spec!r}: only the 'speech' input is read (CTC decoding needs no other)"
+            )
         found.append((Path(path), kind))
     if len(found) != 1:
         raise SetupError(f"expected one speech input, got {len(found)}")
@@ -194,8 +216,10 @@ def load_input(s2t: Speech2Text, utt: str, spec: str, kind: str, resample: bool)
         except AudioError as e:
             raise InputError(str(e)) from None
         if fs != s2t.fs:
-            raise InputError(f"'{spec}': sample rate {fs} Hz, the model reads {s2t.fs} Hz "
-                             "(give the dump dir at the model's rate, or --resample true)")
+            raise InputError(
+                f"'{spec}': sample rate {fs} Hz, the model reads {s2t.fs} Hz "
+                "(give the dump dir at the model's rate, or --resample true)"
+            )
     else:
         try:
             x = load_feats(utt, spec)
@@ -218,13 +242,26 @@ def fingerprint(args: argparse.Namespace, s2t: Speech2Text, kind: str) -> Dict[s
     """What the results depend on: the model's bytes and the options that change them."""
     config = Path(args.asr_train_config)
     config = config / CONFIG_NAME if config.is_dir() else config
-    files = {"config.yaml": config,
-             "model.safetensors": Path(args.asr_model_file) if args.asr_model_file else config.with_name(WEIGHTS_NAME)}
+    files = {
+        "config.yaml": config,
+        "model.safetensors": Path(args.asr_model_file) if args.asr_model_file else config.with_name(WEIGHTS_NAME),
+    }
     bpemodel = args.bpemodel or s2t.config.get("bpemodel")
     if bpemodel and Path(bpemodel).is_file():
         files["bpemodel"] = Path(bpemodel)
-    options = {k: getattr(args, k) for k in ("beam_size", "nbest", "ctc_weight", "long_audio", "window_sec",
-                                              "overlap_sec", "resample", "frame_shift_ms")}
+    options = {
+        k: getattr(args, k)
+        for k in (
+            "beam_size",
+            "nbest",
+            "ctc_weight",
+            "long_audio",
+            "window_sec",
+            "overlap_sec",
+            "resample",
+            "frame_shift_ms",
+        )
+    }
     return journal.make_fingerprint(files, {"input_type": kind, **options})
 
 
@@ -233,8 +270,10 @@ def hyps_record(hyps: List[Hypothesis]) -> List[list]:
 
 
 def hyps_of(record: dict) -> List[Hypothesis]:
-    return [Hypothesis(text, list(tokens), [int(i) for i in ids], float(score))
-            for text, tokens, ids, score in record["hyps"]]
+    return [
+        Hypothesis(text, list(tokens), [int(i) for i in ids], float(score))
+        for text, tokens, ids, score in record["hyps"]
+    ]
 
 
 def decode(args: argparse.Namespace, log: logging.Logger) -> int:
@@ -251,15 +290,26 @@ def decode(args: argparse.Namespace, log: logging.Logger) -> int:
         raise SetupError(f"--ngpu {args.ngpu}: no CUDA device is available")
     device = "cuda" if args.ngpu > 0 else "cpu"
     try:
-        s2t = Speech2Text(args.asr_train_config, args.asr_model_file, device=device, beam_size=args.beam_size,
-                          nbest=args.nbest, long_audio=args.long_audio, window_sec=args.window_sec,
-                          overlap_sec=args.overlap_sec, frame_shift_ms=args.frame_shift_ms, bpemodel=args.bpemodel)
+        s2t = Speech2Text(
+            args.asr_train_config,
+            args.asr_model_file,
+            device=device,
+            beam_size=args.beam_size,
+            nbest=args.nbest,
+            long_audio=args.long_audio,
+            window_sec=args.window_sec,
+            overlap_sec=args.overlap_sec,
+            frame_shift_ms=args.frame_shift_ms,
+            bpemodel=args.bpemodel,
+        )
     except (ModelFileError, TokenListError, ValueError, OSError) as e:
         raise SetupError(str(e)) from None
     want = SOUND if s2t.input_kind == "wav" else KALDI_ARK
     if kind != want:
-        raise SetupError(f"{args.asr_train_config} reads {'audio' if want == SOUND else 'features'}: "
-                         f"give --data_path_and_name_and_type <scp>,speech,{want}, not {kind}")
+        raise SetupError(
+            f"{args.asr_train_config} reads {'audio' if want == SOUND else 'features'}: "
+            f"give --data_path_and_name_and_type <scp>,speech,{want}, not {kind}"
+        )
     try:
         entries = read_kv(scp)
         keys = select_keys(entries, args.key_file)
@@ -270,8 +320,14 @@ def decode(args: argparse.Namespace, log: logging.Logger) -> int:
     results_names = [d.name for d in out_dir.glob("*best_recog")] + ["failed", "rtf"]
     journal.open_output_dir(out_dir, fp, results_names, PROG, log.warning)
     done = journal.reusable(journal.read_journal(out_dir / journal.JOURNAL, log.warning), keys, entries)
-    elsewhere = journal.resume_records([d for d in args.resume_from or [] if Path(d).resolve() != out_dir.resolve()],
-                                       fp, [k for k in keys if k not in done], entries, PROG, log.info)
+    elsewhere = journal.resume_records(
+        [d for d in args.resume_from or [] if Path(d).resolve() != out_dir.resolve()],
+        fp,
+        [k for k in keys if k not in done],
+        entries,
+        PROG,
+        log.info,
+    )
     failed: Dict[str, str] = {}
 
     def fail(utt: str, reason: str) -> None:
@@ -283,19 +339,23 @@ def decode(args: argparse.Namespace, log: logging.Logger) -> int:
             fail(k, f"no entry in {scp}")
     todo = [k for k in keys if k in entries and k not in done and k not in elsewhere]
     if done or elsewhere or args.resume_from:
-        log.info(f"{PROG}: {out_dir}: {len(done) + len(elsewhere)} of {len(keys)} utterance(s) already decoded "
-                 f"with this model and options ({len(elsewhere)} by other jobs), {len(todo)} to decode")
+        log.info(
+            f"{PROG}: {out_dir}: {len(done) + len(elsewhere)} of {len(keys)} utterance(s) already decoded "
+            f"with this model and options ({len(elsewhere)} by other jobs), {len(todo)} to decode"
+        )
     lengths = known_lengths(scp, todo, entries, kind)
     todo.sort(key=lambda k: -lengths[k])
     bs = max(1, args.batch_size)
-    with journal.Journal(out_dir / journal.JOURNAL) as jr, \
-            tqdm(total=len(todo), unit="utt", desc=PROG, file=sys.stderr) as bar:
+    with (
+        journal.Journal(out_dir / journal.JOURNAL) as jr,
+        tqdm(total=len(todo), unit="utt", desc=PROG, file=sys.stderr) as bar,
+    ):
         for k, rec in elsewhere.items():  # this dir alone then holds all its keys' results
             jr.append(rec)
             done[k] = rec
         for b in range(0, len(todo), bs):
             batch = []
-            for k in todo[b: b + bs]:
+            for k in todo[b : b + bs]:
                 try:
                     batch.append((k, load_input(s2t, k, entries[k], kind, args.resample)))
                 except InputError as e:
@@ -320,10 +380,15 @@ def decode(args: argparse.Namespace, log: logging.Logger) -> int:
             for k, x, h in ok:
                 sec = s2t.seconds(x)
                 # the batch's time, shared by audio length: a resumed set still adds up to its decode time
-                done[k] = {"key": k, "input": entries[k], "hyps": hyps_record(h), "seconds": sec,
-                           "decode_seconds": batch_sec * sec / batch_audio if batch_audio > 0 else 0.0}
+                done[k] = {
+                    "key": k,
+                    "input": entries[k],
+                    "hyps": hyps_record(h),
+                    "seconds": sec,
+                    "decode_seconds": batch_sec * sec / batch_audio if batch_audio > 0 else 0.0,
+                }
                 jr.append(done[k])
-            bar.update(len(todo[b: b + bs]))
+            bar.update(len(todo[b : b + bs]))
 
     results = {k: hyps_of(done[k]) for k in keys if k in done}
     audio_sec = sum(float(done[k]["seconds"]) for k in results)
@@ -331,12 +396,22 @@ def decode(args: argparse.Namespace, log: logging.Logger) -> int:
     write_results(out_dir, results, args.nbest)
     write_kv(out_dir / "failed", failed)
     rtf = decode_sec / audio_sec if audio_sec > 0 else float("nan")
-    write_kv(out_dir / "rtf", {"utterances": len(results), "failed": len(failed),
-                               "audio_seconds": f"{audio_sec:.3f}", "decode_seconds": f"{decode_sec:.3f}",
-                               "rtf": f"{rtf:.5f}"}, sort=False)
+    write_kv(
+        out_dir / "rtf",
+        {
+            "utterances": len(results),
+            "failed": len(failed),
+            "audio_seconds": f"{audio_sec:.3f}",
+            "decode_seconds": f"{decode_sec:.3f}",
+            "rtf": f"{rtf:.5f}",
+        },
+        sort=False,
+    )
     journal.write_status(out_dir, {"keys": len(keys), "decoded": len(results), "failed": len(failed)})
-    summary = (f"{PROG}: decoded {len(results)} of {len(keys)} utterance(s), {len(failed)} failed; "
-               f"{audio_sec:.1f} s of audio in {decode_sec:.1f} s (RTF {rtf:.4f}) -> {out_dir}")
+    summary = (
+        f"{PROG}: decoded {len(results)} of {len(keys)} utterance(s), {len(failed)} failed; "
+        f"{audio_sec:.1f} s of audio in {decode_sec:.1f} s (RTF {rtf:.4f}) -> {out_dir}"
+    )
     log.info(summary)
     if failed:
         log.error(f"{PROG}: {len(failed)} utterance(s) failed, listed in {out_dir / 'failed'}")

@@ -36,11 +36,11 @@ from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.text_dataset import TextDataset
 from cald_asr.distill.guides import STRATEGIES, STUDENT_INIT, GuideContext
 from cald_asr.models.model_file import load_model
+from cald_asr.tasks import task_for
 from cald_asr.text import TokenList, build_tokenizer
 from cald_asr.train.checkpoint import CHECKPOINT_NAME, CheckpointError, has_checkpoint
 from cald_asr.train.config import ConfigError, apply_overrides, check_option, load_yaml, merge_with_defaults
 from cald_asr.train.distributed import init_distributed
-from cald_asr.tasks import task_for
 from cald_asr.train.optim import build_optimizer
 from cald_asr.train.options import DEFAULTS, OPTION_SPECS, mixer_conf_spec
 from cald_asr.train.provenance import clear_run, read_done, run_differences, run_inputs
@@ -50,8 +50,12 @@ from cald_asr.train.trainer import set_seed, train
 
 def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
     # allow_abbrev=False: config overrides pass through unparsed, and "--mixer X" must not become --mixer_config
-    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    p = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=doc,
+    )
     p.add_argument("--config", required=True, help="training YAML (flat, ESPnet style)")
     p.add_argument("--cald_config", default=None, help="CALD YAML (strategy, loss weights); omit for Std.")
     p.add_argument("--mixer_config", default=None, help="YAML with mixer: and mixer_conf: (CALD student)")
@@ -82,8 +86,9 @@ def build_config(args, overrides: Sequence[str]):
     if strategy is not None and not cfg["mixer"]:
         raise ConfigError("a CALD run needs mixer: (and mixer_conf:) in its config")
     if cfg["mixer"]:
-        check_option("mixer_conf", cfg["mixer_conf"], mixer_conf_spec(cfg["mixer"]),
-                     f"{mixer_source} (mixer {cfg['mixer']})")
+        check_option(
+            "mixer_conf", cfg["mixer_conf"], mixer_conf_spec(cfg["mixer"]), f"{mixer_source} (mixer {cfg['mixer']})"
+        )
     return cfg
 
 
@@ -102,8 +107,9 @@ def inputs_of(cfg, args) -> Dict[str, str]:
     models = read_models(cfg, args)
     for role, d in models.items():
         if d is None:
-            raise ConfigError(f"{'a Std. run' if role == 'init_model' else 'strategy ' + cfg['strategy']} needs "
-                              f"--{role}")
+            raise ConfigError(
+                f"{'a Std. run' if role == 'init_model' else 'strategy ' + cfg['strategy']} needs --{role}"
+            )
         if not Path(d).is_dir():
             raise ConfigError(f"--{role} {d}: not a model dir")
     snapshots = args.snapshot_dir if cfg["strategy"] == "waypoint" else None
@@ -125,14 +131,20 @@ def check_finished_or_unfinished(out: Path, cfg, inputs, args, prog: str) -> Opt
     if done is not None:
         diff = run_differences(done.get("config"), cfg, done.get("inputs"), inputs)
         if diff:
-            print(f"{prog}: error: {out} holds a finished run trained from other options or inputs "
-                  f"({'; '.join(diff[:6])}); --force retrains it", file=sys.stderr)
+            print(
+                f"{prog}: error: {out} holds a finished run trained from other options or inputs "
+                f"({'; '.join(diff[:6])}); --force retrains it",
+                file=sys.stderr,
+            )
             return 1
         print(f"{prog}: {out} holds a finished run, skipping (--force to retrain)")
         return 0
     if has_checkpoint(out / CHECKPOINT_NAME) and not args.resume:
-        print(f"{prog}: error: {out} holds the checkpoint of an unfinished run: --resume continues it, --force "
-              f"retrains from step 0", file=sys.stderr)
+        print(
+            f"{prog}: error: {out} holds the checkpoint of an unfinished run: --resume continues it, --force "
+            f"retrains from step 0",
+            file=sys.stderr,
+        )
         return 1
     return None
 
@@ -152,8 +164,10 @@ def build_models(cfg, args):
         return model, fields, None
     start = {"pretrained": args.pretrained_model, "finetuned": args.finetuned_model}[STUDENT_INIT[strategy]]
     if not start:
-        raise ConfigError(f"strategy {strategy} starts the student from the "
-                          f"{STUDENT_INIT[strategy]} model: give --{STUDENT_INIT[strategy]}_model")
+        raise ConfigError(
+            f"strategy {strategy} starts the student from the "
+            f"{STUDENT_INIT[strategy]} model: give --{STUDENT_INIT[strategy]}_model"
+        )
     student, fields = load_model(start)
     if fields.get("mixer"):
         raise ConfigError(f"{start} is already converted; CALD starts from a transformer")
@@ -161,11 +175,20 @@ def build_models(cfg, args):
     set_seed(cfg["seed"])  # the new mixers' initial weights follow the run's seed, not the process's RNG history
     report = convert_model(student, cfg["mixer"], cfg["mixer_conf"])
     print(report, flush=True)
-    fields = {**fields, "mixer": cfg["mixer"], "mixer_conf": cfg["mixer_conf"], "cald_strategy": strategy,
-              "initialised_from": str(start)}
-    ctx = GuideContext(Path(args.output_dir), Path(args.snapshot_dir) if args.snapshot_dir else None,
-                       task_for(teacher_src).loss_sum, teacher_optimizer,
-                       distributed=int(os.environ.get("WORLD_SIZE", 1)) > 1)
+    fields = {
+        **fields,
+        "mixer": cfg["mixer"],
+        "mixer_conf": cfg["mixer_conf"],
+        "cald_strategy": strategy,
+        "initialised_from": str(start),
+    }
+    ctx = GuideContext(
+        Path(args.output_dir),
+        Path(args.snapshot_dir) if args.snapshot_dir else None,
+        task_for(teacher_src).loss_sum,
+        teacher_optimizer,
+        distributed=int(os.environ.get("WORLD_SIZE", 1)) > 1,
+    )
     guide = STRATEGIES.lookup(strategy).build(teacher_src, cfg, ctx)
     return student, fields, guide
 
@@ -174,13 +197,19 @@ def build_datasets(fields, args, model, cfg=None):
     """-> (train set, valid set, tokenizer for ASR validation or None), by the model's kind."""
     if fields.get("model") == "text_cls":
         max_length = int(getattr(model.encoder, "max_length", 512))
-        return (TextDataset(args.train_data, fields["labels"], max_length=max_length),
-                TextDataset(args.valid_data, fields["labels"], max_length=max_length), None)
+        return (
+            TextDataset(args.train_data, fields["labels"], max_length=max_length),
+            TextDataset(args.valid_data, fields["labels"], max_length=max_length),
+            None,
+        )
     token_list = TokenList(fields["token_list"])
     tokenizer = build_tokenizer(fields.get("token_type", "char"), token_list, fields.get("bpemodel"))
     limit = (cfg or DEFAULTS)["max_unk_share"]
-    return (ASRDataset(args.train_data, tokenizer, max_unk_share=limit),
-            ASRDataset(args.valid_data, tokenizer, max_unk_share=limit), tokenizer)
+    return (
+        ASRDataset(args.train_data, tokenizer, max_unk_share=limit),
+        ASRDataset(args.valid_data, tokenizer, max_unk_share=limit),
+        tokenizer,
+    )
 
 
 def relaunch_under_torchrun(argv: List[str], nproc: int, prog: str = "asr_train") -> int:
@@ -195,8 +224,16 @@ def relaunch_under_torchrun(argv: List[str], nproc: int, prog: str = "asr_train"
         if a.startswith(("--nproc=", "--ngpu=")):
             continue
         rest.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", f"cald_asr.bin.{prog}", *rest]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        f"cald_asr.bin.{prog}",
+        *rest,
+    ]
     print(f"{prog}: " + " ".join(cmd), flush=True)
     return subprocess.call(cmd)
 
@@ -245,8 +282,20 @@ def train_run(cfg, args, inputs, out: Path, prog: str) -> int:
         (out / "config.yaml").write_text(yaml.safe_dump({"train": cfg, "args": vars(args)}, sort_keys=False))
     try:
         # --force retrains from the start: a finished run's checkpoint is not a point to resume from
-        train(cfg, model, train_set, valid_set, tokenizer, out, fields, guide,
-              resume=args.resume and not args.force, info=info, device=device, inputs=inputs)
+        train(
+            cfg,
+            model,
+            train_set,
+            valid_set,
+            tokenizer,
+            out,
+            fields,
+            guide,
+            resume=args.resume and not args.force,
+            info=info,
+            device=device,
+            inputs=inputs,
+        )
     except CheckpointError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1

@@ -57,7 +57,7 @@ class SetupError(Exception):
 
 def model_max_length(model: TextClassifier) -> int:
     """Tokens the model can read: the encoder's positions, or fewer if a Linformer was built shorter."""
-    n = int(getattr(model.encoder, "max_length", 10 ** 9))
+    n = int(getattr(model.encoder, "max_length", 10**9))
     for m in model.modules():
         if hasattr(m, "max_len") and isinstance(getattr(m, "max_len"), int):
             n = min(n, m.max_len)
@@ -79,7 +79,7 @@ class Text2Label:
 
     def encode_each(self, sentences: Sequence[str]) -> List[Tuple[List[int], bool]]:
         """-> per sentence: (token ids cut to max_length, keeping the final [SEP]; whether it was cut)."""
-        full = encode(self.tokenizer, sentences, 10 ** 9)
+        full = encode(self.tokenizer, sentences, 10**9)
         return [(x[: self.max_length - 1] + x[-1:], True) if len(x) > self.max_length else (x, False) for x in full]
 
     def encode(self, sentences: Sequence[str]) -> Tuple[List[List[int]], int]:
@@ -143,8 +143,12 @@ def read_input(path: Path, fmt: str) -> Tuple[Dict[str, str], Dict[str, str]]:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
 
     def add(name, **kw):
         names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
@@ -186,16 +190,21 @@ def run(args) -> int:
     except (ModelFileError, ValueError, FileNotFoundError, ModuleNotFoundError) as e:
         raise SetupError(str(e)) from None
     config = Path(args.model_dir) / CONFIG_NAME if Path(args.model_dir).is_dir() else Path(args.model_dir)
-    fp = journal.make_fingerprint({"config.yaml": config, "model.safetensors": config.with_name(WEIGHTS_NAME)},
-                                  {k: getattr(args, k) for k in ("input_format", "batch_size", "num_threads", "ngpu")})
+    fp = journal.make_fingerprint(
+        {"config.yaml": config, "model.safetensors": config.with_name(WEIGHTS_NAME)},
+        {k: getattr(args, k) for k in ("input_format", "batch_size", "num_threads", "ngpu")},
+    )
     journal.open_output_dir(out, fp, ("label", "score", "probs", "failed", "timing"), PROG)
     keys = sorted(sentences, key=c_sort_key)
     inputs = {k: sentence_id(sentences[k]) for k in keys}
     done = journal.reusable(journal.read_journal(out / journal.JOURNAL, journal.say_stderr), keys, inputs)
     todo = [k for k in keys if k not in done]
     if done:
-        print(f"{PROG}: {out}: {len(done)} of {len(keys)} example(s) already classified with this model and "
-              f"options, {len(todo)} to classify", file=sys.stderr)
+        print(
+            f"{PROG}: {out}: {len(done)} of {len(keys)} example(s) already classified with this model and "
+            f"options, {len(todo)} to classify",
+            file=sys.stderr,
+        )
     if todo:  # one untimed call first: the first forward pays for allocations, not for the model
         clf([sentences[todo[0]]])
     with journal.Journal(out / journal.JOURNAL) as jr:
@@ -205,14 +214,20 @@ def run(args) -> int:
         encode_share = (time.perf_counter() - t0) / max(len(todo), 1)
         order = sorted(range(len(todo)), key=lambda i: len(ids[i]))  # batches of similar length pad little
         for start in range(0, len(order), args.batch_size):
-            part = order[start: start + args.batch_size]
+            part = order[start : start + args.batch_size]
             t1 = time.perf_counter()
             res = clf.classify_ids([ids[i] for i in part])
             share = (time.perf_counter() - t1) / len(part)
             for i, (name, p, dist) in zip(part, res):
-                done[todo[i]] = {"key": todo[i], "input": inputs[todo[i]], "label": name, "score": f"{p:.4f}",
-                                 "probs": " ".join(f"{n}:{v:.4f}" for n, v in dist.items()),
-                                 "truncated": each[i][1], "seconds": encode_share + share}
+                done[todo[i]] = {
+                    "key": todo[i],
+                    "input": inputs[todo[i]],
+                    "label": name,
+                    "score": f"{p:.4f}",
+                    "probs": " ".join(f"{n}:{v:.4f}" for n, v in dist.items()),
+                    "truncated": each[i][1],
+                    "seconds": encode_share + share,
+                }
                 jr.append(done[todo[i]])
     seconds = sum(float(done[k]["seconds"]) for k in keys)
     truncated = sum(bool(done[k]["truncated"]) for k in keys)
@@ -220,13 +235,24 @@ def run(args) -> int:
     write_kv(out / "score", {k: done[k]["score"] for k in keys})
     write_kv(out / "probs", {k: done[k]["probs"] for k in keys})
     write_kv(out / "failed", failed)
-    write_kv(out / "timing", {"examples": len(keys), "failed": len(failed), "truncated": truncated,
-                              "batch_size": args.batch_size, "threads": torch.get_num_threads(),
-                              "seconds": f"{seconds:.4f}",
-                              "seconds_per_example": f"{seconds / max(len(keys), 1):.6f}"}, sort=False)
+    write_kv(
+        out / "timing",
+        {
+            "examples": len(keys),
+            "failed": len(failed),
+            "truncated": truncated,
+            "batch_size": args.batch_size,
+            "threads": torch.get_num_threads(),
+            "seconds": f"{seconds:.4f}",
+            "seconds_per_example": f"{seconds / max(len(keys), 1):.6f}",
+        },
+        sort=False,
+    )
     journal.write_status(out, {"keys": len(set(keys) | set(failed)), "classified": len(keys), "failed": len(failed)})
-    print(f"{PROG}: {out}: {len(keys)} classified, {len(failed)} failed, {truncated} truncated to "
-          f"{clf.max_length} tokens, {1000 * seconds / max(len(keys), 1):.1f} ms per example")
+    print(
+        f"{PROG}: {out}: {len(keys)} classified, {len(failed)} failed, {truncated} truncated to "
+        f"{clf.max_length} tokens, {1000 * seconds / max(len(keys), 1):.1f} ms per example"
+    )
     return 1 if failed else 0
 
 

@@ -71,9 +71,10 @@ def tokenize_dir(in_dir: Path, out_dir: Path, tokenizer_path: str, max_length: O
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     tok_dir = resolve_tokenizer_dir(tokenizer_path)
     max_length = int(max_length or model_positions(tok_dir))
-    key = hashlib.sha1(json.dumps([str(tok_dir), max_length]).encode()
-                       + b"".join((in_dir / f).read_bytes() for f in (TEXT, LABEL) if (in_dir / f).is_file())
-                       ).hexdigest()
+    key = hashlib.sha1(
+        json.dumps([str(tok_dir), max_length]).encode()
+        + b"".join((in_dir / f).read_bytes() for f in (TEXT, LABEL) if (in_dir / f).is_file())
+    ).hexdigest()
     stamp = out_dir / ".done"
     if not force and stamp.is_file() and stamp.read_text().strip() == key:
         return f"{out_dir} is up to date, skipping (--force to redo)"
@@ -82,7 +83,7 @@ def tokenize_dir(in_dir: Path, out_dir: Path, tokenizer_path: str, max_length: O
     tokenizer = load_text_tokenizer(str(tok_dir))
     utts = sorted(text, key=c_sort_key)
     sentences = [text[u] for u in utts]
-    full = [len(x) for x in encode(tokenizer, sentences, 10 ** 9)]  # lengths before truncation, for the log
+    full = [len(x) for x in encode(tokenizer, sentences, 10**9)]  # lengths before truncation, for the log
     ids = encode(tokenizer, sentences, max_length)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
@@ -94,9 +95,11 @@ def tokenize_dir(in_dir: Path, out_dir: Path, tokenizer_path: str, max_length: O
         shutil.copyfile(in_dir / DESCRIPTION, out_dir / DESCRIPTION)
     cut = sum(n > max_length for n in full)
     lengths = [len(x) for x in ids]
-    summary = (f"{out_dir}: {len(utts)} sentences, tokens per sentence mean {sum(lengths) / len(lengths):.1f} "
-               f"max {max(lengths)}; {cut} truncated to {max_length} (before: max {max(full)}); "
-               f"tokenizer {tok_dir}")
+    summary = (
+        f"{out_dir}: {len(utts)} sentences, tokens per sentence mean {sum(lengths) / len(lengths):.1f} "
+        f"max {max(lengths)}; {cut} truncated to {max_length} (before: max {max(full)}); "
+        f"tokenizer {tok_dir}"
+    )
     (out_dir / "tokenize.log").write_text(summary + "\n", encoding="utf-8")
     stamp.write_text(key + "\n")
     return summary

@@ -40,8 +40,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if config.get("mixer"):
             raise ModelFileError(f"{args.model_dir} is already converted (mixer: {config['mixer']})")
         report = convert_model(model, mixer, mixer_conf)
-        save_model(model, {**config, "mixer": mixer, "mixer_conf": mixer_conf,
-                           "converted_from": str(args.model_dir)}, args.output_dir)
+        save_model(
+            model,
+            {**config, "mixer": mixer, "mixer_conf": mixer_conf, "converted_from": str(args.model_dir)},
+            args.output_dir,
+        )
     except (ModelFileError, ValueError, yaml.YAMLError) as e:
         print(f"convert: error: {e}", file=sys.stderr)
         return 1

@@ -28,13 +28,24 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--fs", type=int, default=d.fs, help="output sample rate (audio input)")
     p.add_argument("--min_sec", "--min-sec", type=float, default=d.min_sec)
     p.add_argument("--max_sec", "--max-sec", type=float, default=d.max_sec)
-    p.add_argument("--filter", action="store_true",
-                   help="drop utterances outside [--min_sec, --max_sec] (training sets)")
-    p.add_argument("--frame_shift_ms", "--frame-shift-ms", type=float, default=d.frame_shift_ms,
-                   help="frame shift of feats.scp input, to apply --min_sec/--max_sec in frames")
+    p.add_argument(
+        "--filter", action="store_true", help="drop utterances outside [--min_sec, --max_sec] (training sets)"
+    )
+    p.add_argument(
+        "--frame_shift_ms",
+        "--frame-shift-ms",
+        type=float,
+        default=d.frame_shift_ms,
+        help="frame shift of feats.scp input, to apply --min_sec/--max_sec in frames",
+    )
     p.add_argument("--nj", type=int, default=d.nj, help="parallel worker processes (audio input)")
-    p.add_argument("--input_type", "--input-type", choices=("auto", "wav", "feats"), default="auto",
-                   help="which input to format when a dir has both wav.scp and feats.scp (auto: wav.scp)")
+    p.add_argument(
+        "--input_type",
+        "--input-type",
+        choices=("auto", "wav", "feats"),
+        default="auto",
+        help="which input to format when a dir has both wav.scp and feats.scp (auto: wav.scp)",
+    )
     p.add_argument("--force", action="store_true", help="redo even if <out_dir>/.done is up to date")
     return p
 
@@ -42,8 +53,14 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     try:
-        opts = FormatOptions(fs=args.fs, min_sec=args.min_sec, max_sec=args.max_sec, filter=args.filter,
-                             frame_shift_ms=args.frame_shift_ms, nj=args.nj)
+        opts = FormatOptions(
+            fs=args.fs,
+            min_sec=args.min_sec,
+            max_sec=args.max_sec,
+            filter=args.filter,
+            frame_shift_ms=args.frame_shift_ms,
+            nj=args.nj,
+        )
         result = format_data_dir(args.in_dir, args.out_dir, opts, force=args.force, input_type=args.input_type)
     except (DataDirError, ValueError) as e:
         print(f"ERROR: {e}", file=sys.stderr)

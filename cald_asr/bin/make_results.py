@@ -36,11 +36,14 @@ def make_cls_results(args, models: List[Path]) -> int:
         for s in test_sets:
             r = sc.get(s)
             if r:
-                print(f"make_results: {model_name(m)} {s}: accuracy {r['accuracy']:.2f}% macro-F1 "
-                      f"{r['macro_f1']:.2f}% {1000 * r['seconds_per_example']:.1f} ms/example")
+                print(
+                    f"make_results: {model_name(m)} {s}: accuracy {r['accuracy']:.2f}% macro-F1 "
+                    f"{r['macro_f1']:.2f}% {1000 * r['seconds_per_example']:.1f} ms/example"
+                )
     data_lines = classification.describe_sets(data_dir, args.train_set, args.valid_set, test_sets)
-    Path(args.output).write_text(classification.render(models, scores, test_sets, commands_of(args),
-                                                       Path(args.output).parent, data_lines))
+    Path(args.output).write_text(
+        classification.render(models, scores, test_sets, commands_of(args), Path(args.output).parent, data_lines)
+    )
     print(f"make_results: wrote {args.output}")
     return 0
 

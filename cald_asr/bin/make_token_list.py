@@ -25,8 +25,15 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--token_type", "--token-type", choices=("char", "bpe"), required=True)
     p.add_argument("--nbpe", type=int, default=30, help="sentencepiece vocabulary size, <unk> included (bpe)")
-    p.add_argument("--bpe_model_type", "--bpe-model-type", "--bpemode", dest="bpe_model_type",
-                   choices=("unigram", "bpe"), default="unigram", help="sentencepiece model type")
+    p.add_argument(
+        "--bpe_model_type",
+        "--bpe-model-type",
+        "--bpemode",
+        dest="bpe_model_type",
+        choices=("unigram", "bpe"),
+        default="unigram",
+        help="sentencepiece model type",
+    )
     p.add_argument("--text", required=True, type=Path, help="Kaldi text file: '<utt-id> <transcript>' lines")
     p.add_argument("--output_dir", "--output-dir", required=True, type=Path)
     p.add_argument("--no_sos_eos", "--no-sos-eos", action="store_true", help="do not append <sos/eos>")

@@ -50,8 +50,10 @@ def check_fingerprints(parts: Sequence[Path]) -> Optional[Path]:
         if fp is not None:
             seen.setdefault(fp["sha1"], p)
     if len(seen) > 1:
-        raise MergeError("the parts were decoded with different models or inference configs: "
-                         + ", ".join(f"{p} ({sha[:12]})" for sha, p in seen.items()))
+        raise MergeError(
+            "the parts were decoded with different models or inference configs: "
+            + ", ".join(f"{p} ({sha[:12]})" for sha, p in seen.items())
+        )
     return next(iter(seen.values()), None)
 
 
@@ -83,9 +85,11 @@ def merge(parts: Sequence[Path], out: Path, keys: Optional[List[str]] = None) ->
         want = set(keys)
         missing = [k for k in keys if k not in decoded and k not in failed]
         if missing:
-            raise MergeError(f"{len(missing)} utterance(s) of the set are neither decoded nor listed as failed "
-                             f"in the parts: {' '.join(sorted(missing, key=c_sort_key)[:5])}"
-                             f"{' ...' if len(missing) > 5 else ''}")
+            raise MergeError(
+                f"{len(missing)} utterance(s) of the set are neither decoded nor listed as failed "
+                f"in the parts: {' '.join(sorted(missing, key=c_sort_key)[:5])}"
+                f"{' ...' if len(missing) > 5 else ''}"
+            )
         ignored = len(set(decoded) - want) + len(set(failed) - want)
         failed = {k: v for k, v in failed.items() if k in want}
         for name in merged:
@@ -108,8 +112,12 @@ def merge(parts: Sequence[Path], out: Path, keys: Optional[List[str]] = None) ->
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     p.add_argument("--output_dir", required=True)
     p.add_argument("--keys", default=None, help="the set: utterance ids in the first column (e.g. its wav.scp)")
     p.add_argument("parts", nargs="+")
@@ -121,8 +129,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{PROG}: error: {args.output_dir}: {e}", file=sys.stderr)
         return 1
     extra = f", {int(totals['ignored'])} not in {args.keys} ignored" if totals["ignored"] else ""
-    print(f"{PROG}: {args.output_dir}: {int(totals['utterances'])} utterances, {int(totals['failed'])} "
-          f"failed, RTF {totals['rtf']:.4f}{extra}")
+    print(
+        f"{PROG}: {args.output_dir}: {int(totals['utterances'])} utterances, {int(totals['failed'])} "
+        f"failed, RTF {totals['rtf']:.4f}{extra}"
+    )
     return 0
 
 

@@ -28,17 +28,30 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 
 from cald_asr.convert import count_params
-from cald_asr.models.model_file import (CONFIG_NAME, WEIGHTS_NAME, ModelFileError, build_model, model_config,
-                                        read_config, save_model)
+from cald_asr.models.model_file import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    ModelFileError,
+    build_model,
+    model_config,
+    read_config,
+    save_model,
+)
 from cald_asr.models.registry import ENCODERS, load_pretrained_encoder, name_of
 from cald_asr.text import TokenList
 
 STAMP = ".prepare_teacher.done"
 
 
-def prepare_teacher(config: Dict[str, Any], output_dir: Path, token_list: Optional[Sequence[str]] = None,
-                    labels: Optional[Sequence[str]] = None, seed: int = 0, source: str = "config",
-                    extra: Optional[Dict[str, Any]] = None):
+def prepare_teacher(
+    config: Dict[str, Any],
+    output_dir: Path,
+    token_list: Optional[Sequence[str]] = None,
+    labels: Optional[Sequence[str]] = None,
+    seed: int = 0,
+    source: str = "config",
+    extra: Optional[Dict[str, Any]] = None,
+):
     """Build (and save) the teacher; returns (model, saved config)."""
     config = dict(config)
     pretrained = config.pop("pretrained", None)
@@ -53,8 +66,9 @@ def prepare_teacher(config: Dict[str, Any], output_dir: Path, token_list: Option
         encoder = load_pretrained_encoder(pretrained["format"], pretrained.get("path"), source)
         name = name_of(ENCODERS, encoder)
         if config.get("encoder", name) != name:
-            raise ModelFileError(f"{source}: encoder {config['encoder']!r} but pretrained format "
-                                 f"{pretrained['format']!r} gives {name!r}")
+            raise ModelFileError(
+                f"{source}: encoder {config['encoder']!r} but pretrained format {pretrained['format']!r} gives {name!r}"
+            )
         config["encoder"] = name
         config["encoder_conf"] = {**ENCODERS[name].conf_of(encoder), **(config.get("encoder_conf") or {})}
         config["pretrained_from"] = {"format": pretrained["format"], "path": str(pretrained.get("path", "default"))}
@@ -65,8 +79,7 @@ def prepare_teacher(config: Dict[str, Any], output_dir: Path, token_list: Option
     if pretrained is not None:
         # encoder_conf may only override what the weights do not fix (dropouts): load strictly
         model.encoder.load_state_dict(encoder.state_dict(), strict=True)
-    saved = model_config(model, **{k: v for k, v in config.items() if k not in ("encoder", "encoder_conf")},
-                         **fields)
+    saved = model_config(model, **{k: v for k, v in config.items() if k not in ("encoder", "encoder_conf")}, **fields)
     save_model(model, saved, output_dir)
     return model, saved
 
@@ -77,7 +90,7 @@ def read_label_list(path) -> list:
         raise FileNotFoundError(f"{path}: label list not found")
     labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     for i, name in enumerate(labels, 1):
-        if len(name.split()) != 1 or name in labels[:i - 1]:
+        if len(name.split()) != 1 or name in labels[: i - 1]:
             raise ValueError(f"{path}:{i}: label {name!r} is not a single word or appears twice")
     if len(labels) < 2:
         raise ValueError(f"{path}: a classifier needs at least 2 labels, found {len(labels)}")
@@ -99,8 +112,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     out = Path(args.output_dir)
     inputs = [Path(args.config)] + [Path(f) for f in (args.token_list, args.label_list) if f]
-    key = hashlib.sha1(json.dumps([vars(args)[k] for k in sorted(vars(args)) if k != "force"]).encode()
-                       + b"".join(f.read_bytes() for f in inputs if f.is_file())).hexdigest()
+    key = hashlib.sha1(
+        json.dumps([vars(args)[k] for k in sorted(vars(args)) if k != "force"]).encode()
+        + b"".join(f.read_bytes() for f in inputs if f.is_file())
+    ).hexdigest()
     stamp = out / STAMP
     if not args.force and stamp.is_file() and stamp.read_text().strip() == key and (out / WEIGHTS_NAME).is_file():
         print(f"prepare_teacher: {out} is up to date, skipping (--force to rebuild)")
@@ -120,8 +135,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     stamp.write_text(key + "\n")
     src = saved.get("pretrained_from", {}).get("format", "random initialisation")
-    print(f"prepare_teacher: {out}/{{{CONFIG_NAME},{WEIGHTS_NAME}}}: {saved['encoder']} encoder from {src}, "
-          f"{count_params(model):,} parameters")
+    print(
+        f"prepare_teacher: {out}/{{{CONFIG_NAME},{WEIGHTS_NAME}}}: {saved['encoder']} encoder from {src}, "
+        f"{count_params(model):,} parameters"
+    )
     return 0
 
 

@@ -27,16 +27,20 @@ from cald_asr.text import tokenizer_from_config
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--ref", required=True, help="Kaldi text file of references")
     p.add_argument("--hyp", required=True, help="Kaldi text file of hypotheses (1best_recog/text)")
     p.add_argument("--output_dir", "--output-dir", required=True)
     p.add_argument("--utt2spk", default=None, help="speaker of each utterance (default: id prefix before '-')")
     p.add_argument("--cer", action="store_true", help="score characters (space = <space>) instead of words")
     p.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
-    p.add_argument("--config", default=None,
-                   help="the model's config.yaml (or model dir): warn about reference symbols outside its token list")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="the model's config.yaml (or model dir): warn about reference symbols outside its token list",
+    )
     p.add_argument("--bpemodel", default=None, help="with --config: the bpe.model, if not where the config says")
     return p
 
@@ -48,8 +52,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.config is not None:
             config = Path(args.config) / CONFIG_NAME if Path(args.config).is_dir() else Path(args.config)
             tokenizer = tokenizer_from_config(read_config(config), args.bpemodel, source=str(config))
-        res = score_files(args.ref, args.hyp, cer=args.cer, utt2spk=args.utt2spk, output_dir=args.output_dir,
-                          tokenizer=tokenizer)
+        res = score_files(
+            args.ref, args.hyp, cer=args.cer, utt2spk=args.utt2spk, output_dir=args.output_dir, tokenizer=tokenizer
+        )
     except (ValueError, OSError) as e:  # DataDirError, ModelFileError and TokenListError are ValueErrors
         print(f"score: error: {e}", file=sys.stderr)
         return 2
@@ -62,11 +67,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for utt in res["missing"]:
         print(f"score: warning: no hypothesis for '{utt}' (counted as deletions)", file=sys.stderr)
     if res["extra"]:
-        print(f"score: warning: {len(res['extra'])} hypothesis(es) have no reference and are not scored, "
-              f"e.g. '{res['extra'][0]}'", file=sys.stderr)
-    print(f"score: {name} {res['err']:.2f}% (Sub {res['n_sub']}, Del {res['n_del']}, Ins {res['n_ins']} of "
-          f"{res['wrd']} {res['unit']}s; S.Err {res['s_err']:.2f}% of {res['snt']} utterances) -> "
-          f"{args.output_dir}/result.txt")
+        print(
+            f"score: warning: {len(res['extra'])} hypothesis(es) have no reference and are not scored, "
+            f"e.g. '{res['extra'][0]}'",
+            file=sys.stderr,
+        )
+    print(
+        f"score: {name} {res['err']:.2f}% (Sub {res['n_sub']}, Del {res['n_del']}, Ins {res['n_ins']} of "
+        f"{res['wrd']} {res['unit']}s; S.Err {res['s_err']:.2f}% of {res['snt']} utterances) -> "
+        f"{args.output_dir}/result.txt"
+    )
     if args.json:
         print(json.dumps(res))
     return 0

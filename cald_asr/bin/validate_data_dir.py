@@ -38,16 +38,33 @@ def _positive(kind):
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", type=Path)
-    p.add_argument("--check_audio", "--check-audio", action="store_true",
-                   help="also decode every audio entry (running pipe commands) and read every feature matrix")
-    p.add_argument("--fs", type=_positive(int), default=None,
-                   help="with --check_audio: the sample rate every recording must have (default: the most common)")
-    p.add_argument("--pipe_timeout", "--pipe-timeout", type=_positive(float), default=None,
-                   help=f"with --check_audio: seconds one pipe command may run (default ${PIPE_TIMEOUT_ENV}, "
-                        f"else {DEFAULT_PIPE_TIMEOUT_S:g})")
+    p.add_argument(
+        "--check_audio",
+        "--check-audio",
+        action="store_true",
+        help="also decode every audio entry (running pipe commands) and read every feature matrix",
+    )
+    p.add_argument(
+        "--fs",
+        type=_positive(int),
+        default=None,
+        help="with --check_audio: the sample rate every recording must have (default: the most common)",
+    )
+    p.add_argument(
+        "--pipe_timeout",
+        "--pipe-timeout",
+        type=_positive(float),
+        default=None,
+        help=f"with --check_audio: seconds one pipe command may run (default ${PIPE_TIMEOUT_ENV}, "
+        f"else {DEFAULT_PIPE_TIMEOUT_S:g})",
+    )
     p.add_argument("--fix", action="store_true", help="drop bad utterances from all files (originals in .backup/)")
-    p.add_argument("--log", type=Path, default=None,
-                   help="with --fix: where to list the dropped utterances (default DATA_DIR/fix_data_dir.log)")
+    p.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        help="with --fix: where to list the dropped utterances (default DATA_DIR/fix_data_dir.log)",
+    )
     return p
 
 

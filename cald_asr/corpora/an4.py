@@ -61,8 +61,10 @@ def read_sphinx_mfcc(path: Path | str) -> np.ndarray:
             break
     else:
         big = int(np.frombuffer(raw[:4], dtype=">i4")[0])
-        raise CorpusError(f"{path}: header says {big} values but the file holds {n_values:g} "
-                          f"({len(raw)} bytes = 4-byte header + 4 bytes per value)")
+        raise CorpusError(
+            f"{path}: header says {big} values but the file holds {n_values:g} "
+            f"({len(raw)} bytes = 4-byte header + 4 bytes per value)"
+        )
     if count == 0 or count % N_CEPSTRA:
         raise CorpusError(f"{path}: {count} values is not a positive multiple of {N_CEPSTRA} cepstra")
     feats = np.frombuffer(raw, dtype=f"{endian}f4", offset=4).astype(np.float32).reshape(-1, N_CEPSTRA)
@@ -167,8 +169,13 @@ def _write_feature_set(set_dir: Path, utts: Dict[str, Tuple[str, str, np.ndarray
     feats_scp = read_kv(tmp_scp)
     tmp_scp.unlink()
     frames = {k: utts[k][2].shape[0] for k in keys}
-    write_data_set(set_dir, {k: utts[k][1] for k in keys}, {k: utts[k][0] for k in keys},
-                   feats_scp=feats_scp, extra={"utt2num_frames": frames})
+    write_data_set(
+        set_dir,
+        {k: utts[k][1] for k in keys},
+        {k: utts[k][0] for k in keys},
+        feats_scp=feats_scp,
+        extra={"utt2num_frames": frames},
+    )
     n_spk = len({utts[k][0] for k in keys})
     return summary_line("an4", set_dir.name, len(keys), n_spk, sum(frames.values()) / FRAMES_PER_SECOND)
 

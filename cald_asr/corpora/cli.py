@@ -20,9 +20,12 @@ def corpus_parser(doc: str, corpus_dir_help: str) -> argparse.ArgumentParser:
     return p
 
 
-def run_main(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]],
-             action: Callable[[argparse.Namespace], object],
-             errors: Tuple[Type[Exception], ...] = (CorpusError,)) -> int:
+def run_main(
+    parser: argparse.ArgumentParser,
+    argv: Optional[Sequence[str]],
+    action: Callable[[argparse.Namespace], object],
+    errors: Tuple[Type[Exception], ...] = (CorpusError,),
+) -> int:
     """Run `action` on the options parsed from `argv`: 0, or 1 after printing one of `errors`."""
     args = parser.parse_args(argv)
     try:

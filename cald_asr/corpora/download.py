@@ -62,27 +62,67 @@ class Origin:
 
 
 def _github(repo: str, folder: str, into: str, expected, licence: str) -> Origin:
-    return Origin(f"https://github.com/{repo}/archive/HEAD.zip", folder, into, tuple(expected), licence,
-                  git_url=f"https://github.com/{repo}.git")
+    return Origin(
+        f"https://github.com/{repo}/archive/HEAD.zip",
+        folder,
+        into,
+        tuple(expected),
+        licence,
+        git_url=f"https://github.com/{repo}.git",
+    )
 
 
 ORIGINS: Dict[str, Origin] = {
     # FSDD as shared here is HEAD 26eb9aa (2024-05); HEAD is fetched, the recordings have not changed since.
-    "fsdd": _github("Jakobovski/free-spoken-digit-dataset", "recordings", "recordings",
-                    [("recordings/*_*_*.wav", 3000)], "CC BY-SA 4.0"),
-    "an4_mfcc": _github("cphazen/Machine-Learning-Project-ASR", "an4", "",
-                        [("etc/an4_train.transcription", 1), ("etc/an4_test.transcription", 1),
-                         ("etc/an4_train.fileids", 1), ("etc/an4_test.fileids", 1),
-                         ("feat/an4_clstk/*/*.mfc", 948), ("feat/an4test_clstk/*/*.mfc", 130)],
-                        "CMU AN4 licence (BSD-style)"),
-    "yesno": _github("keighrim/kaldi-yesno-tutorial", "waves_yesno", "waves_yesno",
-                     [("waves_yesno/*.wav", 60)], "CC BY 4.0 (OpenSLR SLR1)"),
-    "sst2": _github("awake020/pytorch_Bert_sst2", "SST-2", "",
-                    [("train.tsv", 1), ("dev.tsv", 1), ("test.tsv", 1)], "SST research data (Socher et al. 2013)"),
-    "movie_reviews": Origin(_NLTK_ZIP.format("movie_reviews"), "movie_reviews", "",
-                            (("pos/*.txt", 1000), ("neg/*.txt", 1000)), "research use (Pang & Lee), via NLTK data"),
-    "sentence_polarity": Origin(_NLTK_ZIP.format("sentence_polarity"), "sentence_polarity", "",
-                                (("rt-polarity.pos", 1), ("rt-polarity.neg", 1)), "research use (Pang & Lee), via NLTK data"),
+    "fsdd": _github(
+        "Jakobovski/free-spoken-digit-dataset",
+        "recordings",
+        "recordings",
+        [("recordings/*_*_*.wav", 3000)],
+        "CC BY-SA 4.0",
+    ),
+    "an4_mfcc": _github(
+        "cphazen/Machine-Learning-Project-ASR",
+        "an4",
+        "",
+        [
+            ("etc/an4_train.transcription", 1),
+            ("etc/an4_test.transcription", 1),
+            ("etc/an4_train.fileids", 1),
+            ("etc/an4_test.fileids", 1),
+            ("feat/an4_clstk/*/*.mfc", 948),
+            ("feat/an4test_clstk/*/*.mfc", 130),
+        ],
+        "CMU AN4 licence (BSD-style)",
+    ),
+    "yesno": _github(
+        "keighrim/kaldi-yesno-tutorial",
+        "waves_yesno",
+        "waves_yesno",
+        [("waves_yesno/*.wav", 60)],
+        "CC BY 4.0 (OpenSLR SLR1)",
+    ),
+    "sst2": _github(
+        "awake020/pytorch_Bert_sst2",
+        "SST-2",
+        "",
+        [("train.tsv", 1), ("dev.tsv", 1), ("test.tsv", 1)],
+        "SST research data (Socher et al. 2013)",
+    ),
+    "movie_reviews": Origin(
+        _NLTK_ZIP.format("movie_reviews"),
+        "movie_reviews",
+        "",
+        (("pos/*.txt", 1000), ("neg/*.txt", 1000)),
+        "research use (Pang & Lee), via NLTK data",
+    ),
+    "sentence_polarity": Origin(
+        _NLTK_ZIP.format("sentence_polarity"),
+        "sentence_polarity",
+        "",
+        (("rt-polarity.pos", 1), ("rt-polarity.neg", 1)),
+        "research use (Pang & Lee), via NLTK data",
+    ),
 }
 
 
@@ -106,8 +146,8 @@ def extract_folder(zip_path: Path, folder: str, dest: Path) -> int:
             if info.is_dir() or ".." in parts or info.filename.startswith("/"):
                 continue
             for start in (0, 1):
-                if parts[start:start + len(want)] == want and len(parts) > start + len(want):
-                    target = dest.joinpath(*parts[start + len(want):])
+                if parts[start : start + len(want)] == want and len(parts) > start + len(want):
+                    target = dest.joinpath(*parts[start + len(want) :])
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(info) as src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst)
@@ -134,13 +174,21 @@ def fetch_git(url: str, folder: str, dest: Path, timeout: float = 600.0) -> None
     """Shallow, sparse clone of `url`, keeping only `folder`, copied into dest."""
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "repo"
-        cmds = [["git", "clone", "--quiet", "--depth", "1", "--filter=blob:none", "--sparse", url, str(clone)],
-                ["git", "-C", str(clone), "sparse-checkout", "set", folder]]
+        cmds = [
+            ["git", "clone", "--quiet", "--depth", "1", "--filter=blob:none", "--sparse", url, str(clone)],
+            ["git", "-C", str(clone), "sparse-checkout", "set", folder],
+        ]
         for cmd in cmds:
             try:
                 # no credential prompt: a missing repository must fail, not wait for a password
-                subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout,
-                               env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+                subprocess.run(
+                    cmd,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+                )
             except (OSError, subprocess.SubprocessError) as e:
                 detail = getattr(e, "stderr", None) or str(e)
                 raise CorpusError(f"{url}: '{' '.join(cmd[:3])} ...' failed: {detail.strip()}") from None
@@ -159,8 +207,10 @@ def fetch_corpus(name: str, dest_dir: os.PathLike | str, origins: Mapping[str, O
         if not missing:
             return dest
         if any(dest.iterdir()):
-            raise CorpusError(f"{dest}: exists but is not a complete '{name}' copy (missing {'; '.join(missing)}); "
-                              "remove it or fetch elsewhere")
+            raise CorpusError(
+                f"{dest}: exists but is not a complete '{name}' copy (missing {'; '.join(missing)}); "
+                "remove it or fetch elsewhere"
+            )
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.partial-") as tmp:
@@ -190,8 +240,12 @@ def fetch_corpus(name: str, dest_dir: os.PathLike | str, origins: Mapping[str, O
     raise CorpusError(f"could not fetch '{name}':\n  " + "\n  ".join(errors))
 
 
-def resolve_corpus_dir(name: str, preferred_dir: os.PathLike | str | None, cache_dir: os.PathLike | str | None = None,
-                       origins: Mapping[str, Origin] = ORIGINS) -> Path:
+def resolve_corpus_dir(
+    name: str,
+    preferred_dir: os.PathLike | str | None,
+    cache_dir: os.PathLike | str | None = None,
+    origins: Mapping[str, Origin] = ORIGINS,
+) -> Path:
     """preferred_dir when it holds a complete copy, else `<cache_dir>/<name>` (fetched if needed)."""
     origin = _origin(name, origins)
     if preferred_dir is not None and not origin.missing(Path(preferred_dir)):

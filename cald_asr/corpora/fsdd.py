@@ -102,7 +102,9 @@ def _read_pcm16(path: Path) -> np.ndarray:
     except (RuntimeError, sf.LibsndfileError) as e:
         raise CorpusError(f"{path}: cannot read audio ({e})") from None
     if info.samplerate != SAMPLE_RATE or info.channels != 1:
-        raise CorpusError(f"{path}: expected {SAMPLE_RATE} Hz mono, got {info.samplerate} Hz, {info.channels} channel(s)")
+        raise CorpusError(
+            f"{path}: expected {SAMPLE_RATE} Hz mono, got {info.samplerate} Hz, {info.channels} channel(s)"
+        )
     if samples.size == 0:
         raise CorpusError(f"{path}: no samples")
     return samples
@@ -126,10 +128,10 @@ def group_recordings(rng: np.random.Generator, pool: Sequence[Recording], n_utts
         pos = 0
         while pos < len(order):
             size = int(rng.integers(1, MAX_RECORDINGS_PER_UTT + 1))
-            groups.append([pool[i] for i in order[pos:pos + size]])
+            groups.append([pool[i] for i in order[pos : pos + size]])
             pos += size
         first_pass_groups = first_pass_groups or len(groups)
-    return groups[:max(n_utts, first_pass_groups)]
+    return groups[: max(n_utts, first_pass_groups)]
 
 
 def concatenate(rng: np.random.Generator, parts: Sequence[Recording]) -> Tuple[np.ndarray, List[int]]:
@@ -139,13 +141,16 @@ def concatenate(rng: np.random.Generator, parts: Sequence[Recording]) -> Tuple[n
     return _place(parts, gaps, total)
 
 
-def long_stream(rng: np.random.Generator, pool: Sequence[Recording], seconds_range: Tuple[float, float]) -> Tuple[np.ndarray, List[Recording], List[int]]:
+def long_stream(
+    rng: np.random.Generator, pool: Sequence[Recording], seconds_range: Tuple[float, float]
+) -> Tuple[np.ndarray, List[Recording], List[int]]:
     """A stream of exactly a drawn duration, filled from passes over the shuffled pool."""
     return fill_stream(rng, pool, int(round(rng.uniform(*seconds_range) * SAMPLE_RATE)))
 
 
-def fill_stream(rng: np.random.Generator, pool: Sequence[Recording],
-                total: int) -> Tuple[np.ndarray, List[Recording], List[int]]:
+def fill_stream(
+    rng: np.random.Generator, pool: Sequence[Recording], total: int
+) -> Tuple[np.ndarray, List[Recording], List[int]]:
     """A stream of exactly `total` samples: passes over the shuffled pool, with the gap rule, until the next
     recording would not fit; the rest is silence."""
     parts: List[Recording] = []
@@ -169,7 +174,7 @@ def _place(parts: Sequence[Recording], gaps: Sequence[int], total: int) -> Tuple
     for gap, rec in zip(gaps, parts):
         pos += gap
         onsets.append(pos)
-        audio[pos:pos + rec.samples.size] = rec.samples
+        audio[pos : pos + rec.samples.size] = rec.samples
         pos += rec.samples.size
     return audio, onsets
 
@@ -185,7 +190,14 @@ class _SetWriter:
         self.name, self.set_dir, self.audio_dir = name, data_dir / name, audio_dir / name
         self.wav, self.text, self.utt2spk, self.samples, self.sources, self.onsets = {}, {}, {}, {}, {}, {}
 
-    def add(self, utt: str, speaker: str, parts: Sequence[Recording], onsets: Sequence[int], audio: Optional[np.ndarray] = None) -> None:
+    def add(
+        self,
+        utt: str,
+        speaker: str,
+        parts: Sequence[Recording],
+        onsets: Sequence[int],
+        audio: Optional[np.ndarray] = None,
+    ) -> None:
         if audio is None:  # an original recording, used as it is
             path, n = parts[0].path, parts[0].samples.size
         else:
@@ -198,8 +210,13 @@ class _SetWriter:
         self.onsets[utt] = " ".join(str(o) for o in onsets)
 
     def close(self) -> str:
-        write_data_set(self.set_dir, self.text, self.utt2spk, wav_scp=self.wav, extra={
-            "utt2num_samples": self.samples, "utt2sources": self.sources, "utt2onsets": self.onsets})
+        write_data_set(
+            self.set_dir,
+            self.text,
+            self.utt2spk,
+            wav_scp=self.wav,
+            extra={"utt2num_samples": self.samples, "utt2sources": self.sources, "utt2onsets": self.onsets},
+        )
         if self.audio_dir.is_dir():  # a rerun must not leave audio of utterances that no longer exist
             keep = {f"{u}.wav" for u in self.wav}
             for stale in self.audio_dir.glob("*.wav"):
@@ -209,7 +226,9 @@ class _SetWriter:
         return summary_line("fsdd", self.name, len(self.wav), len(set(self.utt2spk.values())), seconds)
 
 
-def prepare_fsdd(corpus_dir, data_dir, audio_dir=None, seed: int = 2024, speakers: Optional[Sequence[str]] = None) -> Dict[str, int]:
+def prepare_fsdd(
+    corpus_dir, data_dir, audio_dir=None, seed: int = 2024, speakers: Optional[Sequence[str]] = None
+) -> Dict[str, int]:
     """Write data/{train,dev,test,test_isolated,test_long}; returns utterance counts per set."""
     data_dir = Path(data_dir)
     audio_dir = (Path(audio_dir) if audio_dir else data_dir / "local" / "audio").resolve()
@@ -224,7 +243,11 @@ def prepare_fsdd(corpus_dir, data_dir, audio_dir=None, seed: int = 2024, speaker
                 raise CorpusError(f"{Path(corpus_dir) / 'recordings'}: speaker '{spk}' has no {split} recordings")
 
     counts, lines = {}, []
-    for set_name, n_per_spk in (("train", TRAIN_UTTS_PER_SPEAKER), ("dev", EVAL_UTTS_PER_SPEAKER), ("test", EVAL_UTTS_PER_SPEAKER)):
+    for set_name, n_per_spk in (
+        ("train", TRAIN_UTTS_PER_SPEAKER),
+        ("dev", EVAL_UTTS_PER_SPEAKER),
+        ("test", EVAL_UTTS_PER_SPEAKER),
+    ):
         writer = _SetWriter(set_name, data_dir, audio_dir)
         for spk in spks:
             rng = _rng(seed, set_name, spk)
@@ -258,8 +281,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--audio_dir", "--audio-dir", default=None, help="generated wavs (default <data_dir>/local/audio)")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--speakers", default=None, help="comma-separated subset of speakers (default: all)")
-    return run_main(p, argv, lambda args: prepare_fsdd(args.corpus_dir, args.data_dir, args.audio_dir, args.seed,
-                                                       args.speakers.split(",") if args.speakers else None))
+    return run_main(
+        p,
+        argv,
+        lambda args: prepare_fsdd(
+            args.corpus_dir,
+            args.data_dir,
+            args.audio_dir,
+            args.seed,
+            args.speakers.split(",") if args.speakers else None,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -61,12 +61,16 @@ def split_reviews(names: Sequence[str], seed: int) -> Dict[str, List[str]]:
     names = sorted(names)
     n_held = int(round(len(names) * HELD_OUT))
     if len(names) < 2 * n_held + 1 or n_held == 0:
-        raise CorpusError(f"{len(names)} reviews in a class are too few for a {HELD_OUT:.0%}/{HELD_OUT:.0%} "
-                          "dev/test split")
+        raise CorpusError(
+            f"{len(names)} reviews in a class are too few for a {HELD_OUT:.0%}/{HELD_OUT:.0%} dev/test split"
+        )
     order = np.random.default_rng(seed).permutation(len(names))
     picked = [names[i] for i in order]
-    return {"test": sorted(picked[:n_held]), "dev": sorted(picked[n_held:2 * n_held]),
-            "train": sorted(picked[2 * n_held:])}
+    return {
+        "test": sorted(picked[:n_held]),
+        "dev": sorted(picked[n_held : 2 * n_held]),
+        "train": sorted(picked[2 * n_held :]),
+    }
 
 
 def prepare_movie_reviews(corpus_dir, data_dir, seed: int = 2024) -> Dict[str, int]:
@@ -85,8 +89,9 @@ def prepare_movie_reviews(corpus_dir, data_dir, seed: int = 2024) -> Dict[str, i
         counts[s] = len(utts)
         words = sum(len(t.split()) for t in text.values())
         pos = sum(v == "positive" for v in label.values())
-        print(f"movie_reviews: {s:<6} {len(utts):5d} reviews ({pos} positive), "
-              f"{words / len(utts):6.0f} words on average")
+        print(
+            f"movie_reviews: {s:<6} {len(utts):5d} reviews ({pos} positive), {words / len(utts):6.0f} words on average"
+        )
     return counts
 
 

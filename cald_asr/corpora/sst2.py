@@ -53,18 +53,20 @@ def read_tsv(path: Path | str) -> List[Tuple[int, str, str]]:
             if label_col is None:
                 names = [c.strip().lower() for c in cols]
                 if len(names) != 2 or "label" not in names or not set(names) & set(TEXT_COLUMNS):
-                    raise CorpusError(f"{path}:{line_no}: header {line!r} should name two tab-separated columns, "
-                                      f"'label' and 'sentence' (or 'content')")
+                    raise CorpusError(
+                        f"{path}:{line_no}: header {line!r} should name two tab-separated columns, "
+                        f"'label' and 'sentence' (or 'content')"
+                    )
                 label_col = names.index("label")
                 text_col = 1 - label_col
                 continue
             if len(cols) != 2:
-                raise CorpusError(f"{path}:{line_no}: expected 2 tab-separated columns (label, sentence), "
-                                  f"found {len(cols)}")
+                raise CorpusError(
+                    f"{path}:{line_no}: expected 2 tab-separated columns (label, sentence), found {len(cols)}"
+                )
             label = cols[label_col].strip()
             if label not in LABELS:
-                raise CorpusError(f"{path}:{line_no}: unknown label {label!r} (expected "
-                                  f"{' or '.join(LABELS)})")
+                raise CorpusError(f"{path}:{line_no}: unknown label {label!r} (expected {' or '.join(LABELS)})")
             sentence = " ".join(cols[text_col].split())
             if not sentence:
                 raise CorpusError(f"{path}:{line_no}: empty sentence")
@@ -96,17 +98,18 @@ def prepare_sst2(corpus_dir, data_dir, train_size: Optional[int] = None, seed: i
     ids: Dict[str, List[str]] = {}
     for s, rows in all_rows.items():
         ids[s] = [f"sst2-{s}-{row:0{width}d}" for row, _, _ in rows]
-        write_text_set(data_dir / s, {u: r[2] for u, r in zip(ids[s], rows)},
-                       {u: r[1] for u, r in zip(ids[s], rows)})
+        write_text_set(data_dir / s, {u: r[2] for u, r in zip(ids[s], rows)}, {u: r[1] for u, r in zip(ids[s], rows)})
         counts[s] = len(rows)
     if train_size:
         rows = all_rows["train"]
         keep = subset_rows(len(rows), int(train_size), seed)
         name = subset_name(int(train_size))
-        write_text_set(data_dir / name, {ids["train"][i]: rows[i][2] for i in keep},
-                       {ids["train"][i]: rows[i][1] for i in keep},
-                       f"seeded random subset (seed {seed}) of {len(keep):,} of the {len(rows):,} SST-2 "
-                       f"training phrases")
+        write_text_set(
+            data_dir / name,
+            {ids["train"][i]: rows[i][2] for i in keep},
+            {ids["train"][i]: rows[i][1] for i in keep},
+            f"seeded random subset (seed {seed}) of {len(keep):,} of the {len(rows):,} SST-2 training phrases",
+        )
         counts[name] = len(keep)
     for s, n in counts.items():
         labels = (data_dir / s / "label").read_text(encoding="utf-8").split()[1::2]
@@ -117,12 +120,21 @@ def prepare_sst2(corpus_dir, data_dir, train_size: Optional[int] = None, seed: i
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = corpus_parser(__doc__, "folder holding {train,dev,test}.tsv")
-    p.add_argument("--train_size", "--train-size", type=int, default=0,
-                   help="also write a seeded random subset of this many training phrases (0: none)")
+    p.add_argument(
+        "--train_size",
+        "--train-size",
+        type=int,
+        default=0,
+        help="also write a seeded random subset of this many training phrases (0: none)",
+    )
     p.add_argument("--seed", type=int, default=0)
     # a --train_size out of range is a ValueError
-    return run_main(p, argv, lambda args: prepare_sst2(args.corpus_dir, args.data_dir, args.train_size or None,
-                                                       args.seed), errors=(CorpusError, ValueError))
+    return run_main(
+        p,
+        argv,
+        lambda args: prepare_sst2(args.corpus_dir, args.data_dir, args.train_size or None, args.seed),
+        errors=(CorpusError, ValueError),
+    )
 
 
 if __name__ == "__main__":

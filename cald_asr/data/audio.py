@@ -104,17 +104,18 @@ def _read_pipe(spec: str, timeout: Optional[float] = None) -> Tuple[np.ndarray, 
     limit = pipe_timeout_s(timeout)
     try:
         # Own session = own process group, so that a timeout can kill the command's children too.
-        proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     except OSError as e:
         raise AudioError(f"pipe '{cmd} |': cannot run ({_short(e)})") from None
     try:
         out, err_bytes = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        raise AudioError(f"pipe '{cmd} |': timed out after {limit:g} s and was killed with its child processes; "
-                         f"raise the limit with the environment variable {PIPE_TIMEOUT_ENV}=<seconds> (default "
-                         f"{DEFAULT_PIPE_TIMEOUT_S:g}) or validate_data_dir --pipe_timeout") from None
+        raise AudioError(
+            f"pipe '{cmd} |': timed out after {limit:g} s and was killed with its child processes; "
+            f"raise the limit with the environment variable {PIPE_TIMEOUT_ENV}=<seconds> (default "
+            f"{DEFAULT_PIPE_TIMEOUT_S:g}) or validate_data_dir --pipe_timeout"
+        ) from None
     except BaseException:  # interrupted: leave no command running behind us
         _kill_group(proc)
         raise
@@ -181,8 +182,9 @@ def scan_audio(spec: str, pipe_timeout: Optional[float] = None) -> Tuple[int, in
     return int(fs), frames
 
 
-def load_audio(spec: str, target_fs: Optional[int] = None, channel: Optional[int] = None,
-               pipe_timeout: Optional[float] = None) -> Tuple[np.ndarray, int]:
+def load_audio(
+    spec: str, target_fs: Optional[int] = None, channel: Optional[int] = None, pipe_timeout: Optional[float] = None
+) -> Tuple[np.ndarray, int]:
     """Return (mono float32 samples in [-1, 1], sample rate); resampled to target_fs when given.
     `pipe_timeout` (seconds) limits a pipe command; None: $CALD_ASR_PIPE_TIMEOUT, else 300."""
     spec = spec.strip()

@@ -41,8 +41,10 @@ def _pad_text(text: List[torch.Tensor], max_len: int) -> torch.Tensor:
 
 def to_device(batch: Dict[str, Any], device: torch.device, dtype: Optional[torch.dtype] = None) -> Dict[str, Any]:
     """Tensors to `device`; floating-point ones also to `dtype` when given (the run's dtype)."""
+
     def move(v):
         if dtype is not None and torch.is_floating_point(v):
             return v.to(device, dtype, non_blocking=True)
         return v.to(device, non_blocking=True)
+
     return {k: move(v) if torch.is_tensor(v) else v for k, v in batch.items()}

@@ -35,8 +35,13 @@ class ASRDataset(Dataset):
     `max_unk_share` of all tokens, because then the token list does not belong to this data. None: no limit.
     """
 
-    def __init__(self, data_dir: os.PathLike | str, tokenizer=None, speech_type: Optional[str] = None,
-                 max_unk_share: Optional[float] = 0.01):
+    def __init__(
+        self,
+        data_dir: os.PathLike | str,
+        tokenizer=None,
+        speech_type: Optional[str] = None,
+        max_unk_share: Optional[float] = 0.01,
+    ):
         if max_unk_share is not None and not 0 <= max_unk_share <= 1:
             raise ValueError(f"max_unk_share must be a share in [0, 1] (or None), got {max_unk_share}")
         self.data_dir = Path(data_dir)
@@ -65,8 +70,10 @@ class ASRDataset(Dataset):
             keyed = self.specs
         missing = [u for u in self.utt_ids if u not in keyed]
         if missing:
-            raise DataDirError(f"{text_path}: {len(missing)} utterance(s) have no entry in "
-                               f"{'segments' if self.segments else scp.name}, e.g. '{missing[0]}'")
+            raise DataDirError(
+                f"{text_path}: {len(missing)} utterance(s) have no entry in "
+                f"{'segments' if self.segments else scp.name}, e.g. '{missing[0]}'"
+            )
         self.lengths: List[int] = self._read_lengths()
 
     def _encode_texts(self, text_path: Path, max_unk_share: Optional[float]) -> None:
@@ -76,10 +83,12 @@ class ASRDataset(Dataset):
             return
         message = unk.message(text_path)
         if max_unk_share is not None and unk.share > max_unk_share:
-            raise DataDirError(f"{message}; that is more than max_unk_share={max_unk_share:g} "
-                               f"({100 * max_unk_share:g} % of the tokens): the token list does not fit this data "
-                               "(build it from this data's transcripts, or raise max_unk_share; null/None turns "
-                               "the check off)")
+            raise DataDirError(
+                f"{message}; that is more than max_unk_share={max_unk_share:g} "
+                f"({100 * max_unk_share:g} % of the tokens): the token list does not fit this data "
+                "(build it from this data's transcripts, or raise max_unk_share; null/None turns "
+                "the check off)"
+            )
         logger.warning("%s", message)
 
     def _detect_type(self) -> str:
@@ -136,7 +145,7 @@ class ASRDataset(Dataset):
             if utt in self.segments:
                 rec, start, end = self.segments[utt]
                 x, fs = load_audio(self.specs[rec])
-                return x[int(round(start * fs)): None if end == -1 else int(round(end * fs))]
+                return x[int(round(start * fs)) : None if end == -1 else int(round(end * fs))]
             return load_audio(self.specs[utt])[0]
         except AudioError as e:
             raise AudioError(f"utterance '{utt}': {e}") from None

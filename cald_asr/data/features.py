@@ -41,8 +41,9 @@ def load_feats(utt_id: str, spec: str) -> np.ndarray:
     return mat.astype(np.float32, copy=False)
 
 
-def write_feats(ark_path: os.PathLike | str, scp_path: os.PathLike | str,
-                items: Iterable[Tuple[str, np.ndarray]]) -> None:
+def write_feats(
+    ark_path: os.PathLike | str, scp_path: os.PathLike | str, items: Iterable[Tuple[str, np.ndarray]]
+) -> None:
     """Write (utt, matrix) pairs in the given order; scp values use the absolute ark path."""
     ark_path = Path(ark_path).absolute()
     scp_path = Path(scp_path).absolute()

@@ -59,17 +59,21 @@ class FormatResult:
             cause = reason.split(":", 1)[0]
             causes[cause] = causes.get(cause, 0) + 1
         why = ", ".join(f"{k} {v}" for k, v in sorted(causes.items()))
-        return (f"format_data: {in_dir} -> {out_dir}: kept {len(self.kept)} of {self.total} utterance(s) "
-                f"({_duration(self.seconds)}); dropped {len(self.dropped)}" + (f" ({why})" if why else "")
-                + (f"; see {Path(out_dir) / 'dropped.log'}" if self.dropped else ""))
+        return (
+            f"format_data: {in_dir} -> {out_dir}: kept {len(self.kept)} of {self.total} utterance(s) "
+            f"({_duration(self.seconds)}); dropped {len(self.dropped)}"
+            + (f" ({why})" if why else "")
+            + (f"; see {Path(out_dir) / 'dropped.log'}" if self.dropped else "")
+        )
 
 
 def _duration(sec: float) -> str:
     return f"{sec:.1f} s" if sec < 3600 else f"{sec / 3600:.2f} h"
 
 
-def format_data_dir(in_dir, out_dir, opts: FormatOptions, force: bool = False,
-                    input_type: str = "auto", progress: bool = True) -> FormatResult:
+def format_data_dir(
+    in_dir, out_dir, opts: FormatOptions, force: bool = False, input_type: str = "auto", progress: bool = True
+) -> FormatResult:
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if in_dir.resolve() == out_dir.resolve():
         raise ValueError(f"--in_dir and --out_dir are the same directory ({in_dir}); the input would be overwritten")
@@ -108,7 +112,7 @@ def format_data_dir(in_dir, out_dir, opts: FormatOptions, force: bool = False,
     write_kv(out_dir / "utt2spk", {u: utt2spk[u] for u in result.kept})
     write_kv(out_dir / "spk2utt", utt2spk_to_spk2utt({u: utt2spk[u] for u in keep}))
     (out_dir / "feats_type").write_text("raw\n" if input_type == "wav" else "extracted\n", encoding="utf-8")
-    for stale in (FEATS_OUTPUTS if input_type == "wav" else WAV_OUTPUTS + ("segments",)):
+    for stale in FEATS_OUTPUTS if input_type == "wav" else WAV_OUTPUTS + ("segments",):
         (out_dir / stale).unlink(missing_ok=True)
     problems = validate_data_dir(out_dir)
     if problems:  # a bug here, not in the input: refuse to mark the output done
@@ -139,13 +143,16 @@ def _check_input(in_dir: Path) -> Dict[str, str]:
     empty = {u for u, t in texts.items() if not t.strip()}
     problems = [p for p in find_problems(in_dir) if not (p.utts and set(p.utts) <= empty)]
     if problems:
-        raise DataDirError(f"{in_dir} is not a valid data dir (python -m cald_asr.bin.validate_data_dir "
-                           f"{in_dir} --fix drops the bad utterances):\n" + "\n".join(map(str, problems)))
+        raise DataDirError(
+            f"{in_dir} is not a valid data dir (python -m cald_asr.bin.validate_data_dir "
+            f"{in_dir} --fix drops the bad utterances):\n" + "\n".join(map(str, problems))
+        )
     return texts
 
 
-def _format_wav(in_dir: Path, out_dir: Path, utts: List[str], opts: FormatOptions, result: FormatResult,
-                progress: bool) -> Dict[str, int]:
+def _format_wav(
+    in_dir: Path, out_dir: Path, utts: List[str], opts: FormatOptions, result: FormatResult, progress: bool
+) -> Dict[str, int]:
     wav = read_kv(in_dir / "wav.scp")
     jobs: Dict[str, Tuple[str, list]] = {}
     if (in_dir / "segments").exists():
@@ -163,8 +170,7 @@ def _format_wav(in_dir: Path, out_dir: Path, utts: List[str], opts: FormatOption
     lengths: Dict[str, int] = {}
     with _pool(opts.nj, len(items)) as pool:
         results = pool.imap(work, items, chunksize=8) if pool else map(work, items)
-        for outcome in tqdm(results, total=len(items), desc=f"format {in_dir.name}", unit="rec",
-                            disable=not progress):
+        for outcome in tqdm(results, total=len(items), desc=f"format {in_dir.name}", unit="rec", disable=not progress):
             for utt, n, reason in outcome:
                 if reason is None:
                     lengths[utt] = n
@@ -207,7 +213,7 @@ def _format_recording(job, out_dir: Path, opts: FormatOptions) -> List[Tuple[str
         if end != -1 and end > rec_sec + SEGMENT_OVERSHOOT_S:
             out.append((utt, 0, f"bad segment: ends at {end:.2f} s but the recording lasts {rec_sec:.2f} s"))
             continue
-        piece = x[int(round(start * fs)): None if end == -1 else int(round(end * fs))]
+        piece = x[int(round(start * fs)) : None if end == -1 else int(round(end * fs))]
         reason = _length_reason(len(piece) / fs, opts)
         if reason is None and len(piece) == 0:
             reason = "empty audio: the segment holds no samples"
@@ -227,8 +233,9 @@ def _length_reason(sec: float, opts: FormatOptions) -> Optional[str]:
     return None
 
 
-def _format_feats(in_dir: Path, out_dir: Path, utts: List[str], opts: FormatOptions, result: FormatResult,
-                  progress: bool) -> Dict[str, int]:
+def _format_feats(
+    in_dir: Path, out_dir: Path, utts: List[str], opts: FormatOptions, result: FormatResult, progress: bool
+) -> Dict[str, int]:
     feats = read_kv(in_dir / "feats.scp")
     shift_s = opts.frame_shift_ms / 1000.0
     lengths: Dict[str, int] = {}

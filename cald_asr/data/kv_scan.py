@@ -41,8 +41,9 @@ class ScannedFile:
         return self.lines.get(key)
 
 
-def scan_kv(path: Path, problems: List[Problem], empty_message: Optional[str] = None,
-            key_is_utt: bool = True) -> ScannedFile:
+def scan_kv(
+    path: Path, problems: List[Problem], empty_message: Optional[str] = None, key_is_utt: bool = True
+) -> ScannedFile:
     """Read `path` line by line; append a Problem for each invalid UTF-8 line, empty value, duplicate key
     and out-of-order key. `empty_message` (with '{key}') turns empty values into problems; None allows them.
     """
@@ -58,9 +59,14 @@ def scan_kv(path: Path, problems: List[Problem], empty_message: Optional[str] = 
             except UnicodeDecodeError as e:
                 key = _decodable_key(raw)
                 who = f" (key '{key}')" if key else ""
-                problems.append(Problem(str(path), line_no,
-                                        f"not valid UTF-8{who}: {e.reason} at byte {e.start}",
-                                        (key,) if key and key_is_utt else ()))
+                problems.append(
+                    Problem(
+                        str(path),
+                        line_no,
+                        f"not valid UTF-8{who}: {e.reason} at byte {e.start}",
+                        (key,) if key and key_is_utt else (),
+                    )
+                )
                 if key and key not in out.entries:
                     out.entries[key], out.lines[key] = "", line_no
                     out.bad.add(key)
@@ -69,18 +75,29 @@ def scan_kv(path: Path, problems: List[Problem], empty_message: Optional[str] = 
             key = parts[0]
             value = parts[1].strip() if len(parts) > 1 else ""
             if key in out.entries:
-                problems.append(Problem(str(path), line_no,
-                                        f"duplicate key '{key}' (first on line {out.lines[key]})",
-                                        (key,) if key_is_utt else ()))
+                problems.append(
+                    Problem(
+                        str(path),
+                        line_no,
+                        f"duplicate key '{key}' (first on line {out.lines[key]})",
+                        (key,) if key_is_utt else (),
+                    )
+                )
                 continue
             if prev_key is not None and c_sort_key(key) < c_sort_key(prev_key):
-                problems.append(Problem(str(path), line_no,
-                                        f"not sorted (C locale): '{key}' comes after '{prev_key}' on line "
-                                        f"{prev_line}", repair="resort"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        line_no,
+                        f"not sorted (C locale): '{key}' comes after '{prev_key}' on line {prev_line}",
+                        repair="resort",
+                    )
+                )
             prev_key, prev_line = key, line_no
             if not value and empty_message is not None:
-                problems.append(Problem(str(path), line_no, empty_message.format(key=key),
-                                        (key,) if key_is_utt else ()))
+                problems.append(
+                    Problem(str(path), line_no, empty_message.format(key=key), (key,) if key_is_utt else ())
+                )
                 out.bad.add(key)
             out.entries[key] = value
             out.lines[key] = line_no

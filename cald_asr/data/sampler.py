@@ -14,8 +14,14 @@ from torch.utils.data import Sampler
 
 
 class LengthBucketBatchSampler(Sampler[List[int]]):
-    def __init__(self, lengths: Sequence[int], max_frames_per_batch: int, shuffle: bool = True, seed: int = 0,
-                 max_batch_size: Optional[int] = None):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_frames_per_batch: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        max_batch_size: Optional[int] = None,
+    ):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if self.lengths.ndim != 1 or len(self.lengths) == 0:
             raise ValueError("lengths must be a non-empty 1-D sequence")

@@ -23,13 +23,15 @@ from cald_asr.data.kaldi_dir import DataDirError, c_sort_key, iter_kv_lines, rea
 TEXT, LABEL, TOKEN_IDS, NUM_TOKENS, DESCRIPTION = "text", "label", "token_ids", "utt2num_tokens", "description"
 
 
-def write_text_set(set_dir: os.PathLike | str, text: Mapping[str, str], label: Mapping[str, str],
-                   description: Optional[str] = None) -> None:
+def write_text_set(
+    set_dir: os.PathLike | str, text: Mapping[str, str], label: Mapping[str, str], description: Optional[str] = None
+) -> None:
     """Write data/<set>/{text,label} (C-sorted, same keys) and an optional one-line description."""
     set_dir = Path(set_dir)
     if set(text) != set(label):
-        raise ValueError(f"{set_dir}: text and label have different utterances "
-                         f"(e.g. {sorted(set(text) ^ set(label))[:3]})")
+        raise ValueError(
+            f"{set_dir}: text and label have different utterances (e.g. {sorted(set(text) ^ set(label))[:3]})"
+        )
     if not text:
         raise ValueError(f"{set_dir}: no utterances")
     for utt, sentence in text.items():
@@ -52,8 +54,10 @@ def read_labels(path: os.PathLike | str, labels: Sequence[str]) -> Dict[str, int
     out: Dict[str, int] = {}
     for line_no, utt, value in iter_kv_lines(path):
         if value not in index:
-            raise DataDirError(f"{path}:{line_no}: utterance '{utt}': unknown label '{value}' "
-                               f"(the model's labels: {', '.join(labels)})")
+            raise DataDirError(
+                f"{path}:{line_no}: utterance '{utt}': unknown label '{value}' "
+                f"(the model's labels: {', '.join(labels)})"
+            )
         if utt in out:
             raise DataDirError(f"{path}:{line_no}: duplicate key '{utt}'")
         out[utt] = index[value]
@@ -76,8 +80,7 @@ class TextDataset(Dataset):
     Token ids come from the set's `token_ids` (stage 2) when present, else from `tokenizer`; either way a
     sequence longer than max_length is an error (stage 2 truncates; the model has no positions beyond)."""
 
-    def __init__(self, data_dir: os.PathLike | str, labels: Sequence[str], tokenizer=None,
-                 max_length: int = 512):
+    def __init__(self, data_dir: os.PathLike | str, labels: Sequence[str], tokenizer=None, max_length: int = 512):
         self.data_dir = Path(data_dir)
         self.labels = list(labels)
         self.max_length = int(max_length)
@@ -106,8 +109,10 @@ class TextDataset(Dataset):
             if not ids:
                 raise DataDirError(f"{source}: utterance '{u}' has no tokens")
             if len(ids) > self.max_length:
-                raise DataDirError(f"{source}: utterance '{u}' has {len(ids)} tokens, the model takes at most "
-                                   f"{self.max_length} (stage 2's --max_length truncates)")
+                raise DataDirError(
+                    f"{source}: utterance '{u}' has {len(ids)} tokens, the model takes at most "
+                    f"{self.max_length} (stage 2's --max_length truncates)"
+                )
         self.lengths: List[int] = [len(x) for x in self.ids]
 
     def __len__(self) -> int:
@@ -115,8 +120,11 @@ class TextDataset(Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         utt = self.utt_ids[index]
-        return {"utt_id": utt, "input_ids": torch.tensor(self.ids[index], dtype=torch.long),
-                "label": self.targets.get(utt, -1)}
+        return {
+            "utt_id": utt,
+            "input_ids": torch.tensor(self.ids[index], dtype=torch.long),
+            "label": self.targets.get(utt, -1),
+        }
 
     @staticmethod
     def collate(items: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -129,7 +137,9 @@ def collate_text(items: Sequence[Dict[str, Any]], pad_id: int = 0) -> Dict[str, 
     if not items:
         raise ValueError("cannot collate an empty batch")
     ids = [torch.as_tensor(it["input_ids"], dtype=torch.long) for it in items]
-    return {"utt_ids": [it["utt_id"] for it in items],
-            "input_ids": torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=pad_id),
-            "input_lengths": torch.tensor([len(x) for x in ids], dtype=torch.long),
-            "labels": torch.tensor([int(it["label"]) for it in items], dtype=torch.long)}
+    return {
+        "utt_ids": [it["utt_id"] for it in items],
+        "input_ids": torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=pad_id),
+        "input_lengths": torch.tensor([len(x) for x in ids], dtype=torch.long),
+        "labels": torch.tensor([int(it["label"]) for it in items], dtype=torch.long),
+    }

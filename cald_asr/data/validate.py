@@ -50,22 +50,25 @@ class Inspection:
         self.problems.append(Problem(str(self.root / name), line, message, tuple(utts), repair))
 
 
-def validate_data_dir(data_dir, check_audio: bool = False, fs: Optional[int] = None,
-                      pipe_timeout: Optional[float] = None) -> List[str]:
+def validate_data_dir(
+    data_dir, check_audio: bool = False, fs: Optional[int] = None, pipe_timeout: Optional[float] = None
+) -> List[str]:
     """Return every problem found, as 'file:line: message' strings; [] means the dir is valid.
     With check_audio: `fs` is the sample rate every recording must have (None: the most common one);
     `pipe_timeout` limits each pipe command in seconds (None: $CALD_ASR_PIPE_TIMEOUT, else 300)."""
     return [str(p) for p in find_problems(data_dir, check_audio, fs, pipe_timeout)]
 
 
-def find_problems(data_dir, check_audio: bool = False, fs: Optional[int] = None,
-                  pipe_timeout: Optional[float] = None) -> List[Problem]:
+def find_problems(
+    data_dir, check_audio: bool = False, fs: Optional[int] = None, pipe_timeout: Optional[float] = None
+) -> List[Problem]:
     """The problems as objects that also name the utterances each one implicates."""
     return _inspect(Path(data_dir), check_audio, fs, pipe_timeout).problems
 
 
-def _inspect(root: Path, check_audio: bool, fs: Optional[int] = None,
-             pipe_timeout: Optional[float] = None) -> Inspection:
+def _inspect(
+    root: Path, check_audio: bool, fs: Optional[int] = None, pipe_timeout: Optional[float] = None
+) -> Inspection:
     ins = Inspection(root)
     if not root.is_dir():
         ins.problems.append(Problem(str(root), None, "not a directory", repair="fatal"))
@@ -77,12 +80,14 @@ def _inspect(root: Path, check_audio: bool, fs: Optional[int] = None,
     if "wav.scp" not in names and "feats.scp" not in names:
         ins.problems.append(Problem(str(root), None, "neither wav.scp nor feats.scp exists", repair="fatal"))
     if "segments" in names and "wav.scp" not in names:
-        ins.problems.append(Problem(str(root / "segments"), None, "segments given but wav.scp is missing",
-                                    repair="fatal"))
+        ins.problems.append(
+            Problem(str(root / "segments"), None, "segments given but wav.scp is missing", repair="fatal")
+        )
     for n in names:
         found: List[Problem] = []
-        ins.files[n] = scan_kv(root / n, found, EMPTY_MESSAGES.get(n, "key '{key}' has no value"),
-                               key_is_utt=n != "spk2utt")
+        ins.files[n] = scan_kv(
+            root / n, found, EMPTY_MESSAGES.get(n, "key '{key}' has no value"), key_is_utt=n != "spk2utt"
+        )
         for p in found:
             if n == "spk2utt" and not p.repair:
                 p.repair = "spk2utt"
@@ -200,13 +205,21 @@ def _check_speakers(ins: Inspection) -> None:
     for spk, utts in _good(ins, "spk2utt"):
         for utt in utts.split():
             if utt in seen:
-                ins.add("spk2utt", spk, f"utterance '{utt}' listed again (already under speaker '{seen[utt]}')",
-                        repair="spk2utt")
+                ins.add(
+                    "spk2utt",
+                    spk,
+                    f"utterance '{utt}' listed again (already under speaker '{seen[utt]}')",
+                    repair="spk2utt",
+                )
             elif utt not in utt2spk:
                 ins.add("spk2utt", spk, f"utterance '{utt}' of speaker '{spk}' is not in utt2spk", repair="spk2utt")
             elif utt2spk[utt] != spk:
-                ins.add("spk2utt", spk, f"utterance '{utt}' is listed under speaker '{spk}' but utt2spk gives "
-                                        f"'{utt2spk[utt]}'", repair="spk2utt")
+                ins.add(
+                    "spk2utt",
+                    spk,
+                    f"utterance '{utt}' is listed under speaker '{spk}' but utt2spk gives '{utt2spk[utt]}'",
+                    repair="spk2utt",
+                )
             seen.setdefault(utt, spk)
     for utt, spk in _good(ins, "utt2spk"):
         if utt not in seen:
@@ -240,9 +253,14 @@ def _check_media(ins: Inspection, fs: Optional[int], pipe_timeout: Optional[floa
     expected = _majority(dims)
     for utt, dim in dims.items():
         if dim != expected:
-            ins.add("feats.scp", utt, f"utterance '{utt}': features '{specs[utt]}' have dimension {dim}, expected "
-                                      f"{expected} (the dimension of {_count(dims, expected)} of {len(dims)} "
-                                      "matrices)", (utt,))
+            ins.add(
+                "feats.scp",
+                utt,
+                f"utterance '{utt}': features '{specs[utt]}' have dimension {dim}, expected "
+                f"{expected} (the dimension of {_count(dims, expected)} of {len(dims)} "
+                "matrices)",
+                (utt,),
+            )
 
 
 def _majority(values: Dict[str, int]) -> Optional[int]:
@@ -258,8 +276,9 @@ def _check_segment_ends(ins: Inspection, rec: str, dur: float) -> None:
     for utt in ins.rec2utts[rec]:
         end = ins.segments[utt][2]
         if end > dur + SEGMENT_OVERSHOOT_S:
-            ins.add("segments", utt, f"segment '{utt}' ends at {end:.2f} s but recording '{rec}' lasts {dur:.2f} s",
-                    (utt,))
+            ins.add(
+                "segments", utt, f"segment '{utt}' ends at {end:.2f} s but recording '{rec}' lasts {dur:.2f} s", (utt,)
+            )
 
 
 def _map_recordings_to_utts(ins: Inspection) -> None:
@@ -272,15 +291,17 @@ def _map_recordings_to_utts(ins: Inspection) -> None:
             p.utts = tuple(u for rec in p.utts for u in ins.rec2utts.get(rec, []))
 
 
-def inspect_data_dir(data_dir, check_audio: bool = False, fs: Optional[int] = None,
-                     pipe_timeout: Optional[float] = None) -> Inspection:
+def inspect_data_dir(
+    data_dir, check_audio: bool = False, fs: Optional[int] = None, pipe_timeout: Optional[float] = None
+) -> Inspection:
     """One pass over the dir (each audio entry decoded once with check_audio): `.problems`, and what
     fix_inspected needs to drop them without looking at the audio again."""
     return _inspect(Path(data_dir), check_audio, fs, pipe_timeout)
 
 
-def fix_data_dir(data_dir, log_path, check_audio: bool = False, fs: Optional[int] = None,
-                 pipe_timeout: Optional[float] = None) -> Dict[str, str]:
+def fix_data_dir(
+    data_dir, log_path, check_audio: bool = False, fs: Optional[int] = None, pipe_timeout: Optional[float] = None
+) -> Dict[str, str]:
     """Drop every utterance implicated in a problem from all files, re-sort them, regenerate spk2utt, and
     write `log_path` listing each dropped utterance with its reason. Originals go to `<data_dir>/.backup/`.
     Returns {utt: reason}. Raises DataDirError if a required file is missing or nothing would be left.
@@ -308,8 +329,9 @@ def fix_inspected(ins: Inspection, log_path) -> Dict[str, str]:
     for name in OPTIONAL_UTT_FILES:
         if name in f:
             kept &= set(f[name].entries)
-    all_utts = set().union(*(set(f[n].entries) for n in f if n not in ("spk2utt", "wav.scp") or
-                             (n == "wav.scp" and "segments" not in f)))
+    all_utts = set().union(
+        *(set(f[n].entries) for n in f if n not in ("spk2utt", "wav.scp") or (n == "wav.scp" and "segments" not in f))
+    )
     for utt in all_utts - kept:
         dropped.setdefault(utt, "not present in every file")
 

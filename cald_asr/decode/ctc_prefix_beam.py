@@ -40,8 +40,9 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-def ctc_prefix_beam_search(log_probs, beam_size: int = 10, nbest: int = 1, blank: int = 0,
-                           token_min_logp: Optional[float] = None) -> List[Hypothesis]:
+def ctc_prefix_beam_search(
+    log_probs, beam_size: int = 10, nbest: int = 1, blank: int = 0, token_min_logp: Optional[float] = None
+) -> List[Hypothesis]:
     """log_probs: (T, V) per-frame log-probabilities (log-softmax output) of one utterance.
 
     Per frame only the `beam_size` most likely non-blank tokens (of those, only the ones above

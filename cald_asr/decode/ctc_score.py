@@ -32,8 +32,15 @@ def ctc_log_likelihood(log_probs: torch.Tensor, token_ids: Sequence[int], blank:
     if lp.shape[0] * (2 * len(ids) + 1) > MAX_TABLE:
         return ctc_forward_banded(lp, ids, blank)
     target = torch.tensor([ids], dtype=torch.long)
-    loss = F.ctc_loss(lp[:, None, :], target, torch.tensor([lp.shape[0]]), torch.tensor([len(ids)]),
-                      blank=blank, reduction="sum", zero_infinity=False)
+    loss = F.ctc_loss(
+        lp[:, None, :],
+        target,
+        torch.tensor([lp.shape[0]]),
+        torch.tensor([len(ids)]),
+        blank=blank,
+        reduction="sum",
+        zero_infinity=False,
+    )
     return -float(loss)
 
 
@@ -64,7 +71,7 @@ def ctc_forward_banded(log_probs, token_ids: Sequence[int], blank: int = 0, floo
         a[: hi - lo] = alpha
         nxt = a.copy()
         nxt[1:] += a[:-1]  # the label just below the band was dropped: it is no source
-        nxt[2:] += a[:-2] * skip[lo + 2: new_hi]
+        nxt[2:] += a[:-2] * skip[lo + 2 : new_hi]
         row = lp[t]
         m = row.max()
         nxt *= np.exp(row[ext[lo:new_hi]] - m)
@@ -74,7 +81,7 @@ def ctc_forward_banded(log_probs, token_ids: Sequence[int], blank: int = 0, floo
         nxt /= top
         log_scale += float(m) + float(np.log(top))
         keep = np.flatnonzero(nxt >= floor)
-        alpha = nxt[keep[0]: keep[-1] + 1]
+        alpha = nxt[keep[0] : keep[-1] + 1]
         lo, hi = lo + int(keep[0]), lo + int(keep[-1]) + 1
     ends = [s for s in (S - 2, S - 1) if s >= 0 and lo <= s < hi]
     total = sum(float(alpha[s - lo]) for s in ends)

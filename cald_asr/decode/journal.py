@@ -74,16 +74,23 @@ def describe_change(old: Optional[Mapping], new: Mapping) -> str:
     """What differs between two fingerprints, in words: 'model.safetensors differs; beam_size 1 -> 4'."""
     if old is None:
         return "no fingerprint (written by an older version, or by hand)"
-    parts = [f"{name} differs" for name in sorted(set(old.get("files", {})) | set(new["files"]))
-             if old.get("files", {}).get(name) != new["files"].get(name)]
+    parts = [
+        f"{name} differs"
+        for name in sorted(set(old.get("files", {})) | set(new["files"]))
+        if old.get("files", {}).get(name) != new["files"].get(name)
+    ]
     old_opts = old.get("options", {})
-    parts += [f"{k} {old_opts.get(k)!r} -> {new['options'].get(k)!r}"
-              for k in sorted(set(old_opts) | set(new["options"])) if old_opts.get(k) != new["options"].get(k)]
+    parts += [
+        f"{k} {old_opts.get(k)!r} -> {new['options'].get(k)!r}"
+        for k in sorted(set(old_opts) | set(new["options"]))
+        if old_opts.get(k) != new["options"].get(k)
+    ]
     return "; ".join(parts) or "fingerprint differs"
 
 
-def open_output_dir(out_dir: Path, fingerprint: Mapping, results: Sequence[str], prog: str,
-                    warn: Say = say_stderr) -> None:
+def open_output_dir(
+    out_dir: Path, fingerprint: Mapping, results: Sequence[str], prog: str, warn: Say = say_stderr
+) -> None:
     """Make out_dir hold results of `fingerprint` only: results of another one (the journal and the
     listed result files or dirs) are removed, with a warning saying why. Writes the fingerprint."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -93,8 +100,10 @@ def open_output_dir(out_dir: Path, fingerprint: Mapping, results: Sequence[str],
         return
     present = [name for name in (JOURNAL, *results) if (out_dir / name).exists()]
     if present:
-        warn(f"{prog}: {out_dir} holds results of another model or inference config "
-                    f"({describe_change(old, fingerprint)}): removing {', '.join(present)}; decoding from scratch")
+        warn(
+            f"{prog}: {out_dir} holds results of another model or inference config "
+            f"({describe_change(old, fingerprint)}): removing {', '.join(present)}; decoding from scratch"
+        )
     # the old fingerprint goes first: a job reading this dir concurrently never pairs it with new records
     (out_dir / FINGERPRINT).unlink(missing_ok=True)
     for name in present:
@@ -160,12 +169,21 @@ class Journal:
 
 def reusable(records: Mapping[str, dict], keys: Iterable[str], inputs: Mapping[str, str]) -> Dict[str, dict]:
     """Records that count as done: decoded (not failed) from the same input entry as now."""
-    return {k: records[k] for k in keys
-            if k in records and "failed" not in records[k] and records[k].get("input") == inputs.get(k)}
+    return {
+        k: records[k]
+        for k in keys
+        if k in records and "failed" not in records[k] and records[k].get("input") == inputs.get(k)
+    }
 
 
-def resume_records(dirs: Sequence[os.PathLike | str], fingerprint: Mapping, keys: Iterable[str],
-                   inputs: Mapping[str, str], prog: str, say: Say = say_stderr) -> Dict[str, dict]:
+def resume_records(
+    dirs: Sequence[os.PathLike | str],
+    fingerprint: Mapping,
+    keys: Iterable[str],
+    inputs: Mapping[str, str],
+    prog: str,
+    say: Say = say_stderr,
+) -> Dict[str, dict]:
     """Done records of `keys` in other output dirs with the same fingerprint (e.g. the jobs of an earlier
     run with another --nj); dirs of another fingerprint are ignored, with a note."""
     keys = list(keys)
@@ -192,10 +210,15 @@ def decoded_in_journal(out_dir: Optional[os.PathLike | str]) -> int:
     return sum("failed" not in r for r in read_journal(Path(out_dir) / JOURNAL).values())
 
 
-def run_job(prog: str, body: Callable[[], int], out_dir: Optional[os.PathLike | str],
-            setup_errors: Tuple[Type[BaseException], ...]) -> int:
+def run_job(
+    prog: str,
+    body: Callable[[], int],
+    out_dir: Optional[os.PathLike | str],
+    setup_errors: Tuple[Type[BaseException], ...],
+) -> int:
     """Run a decoding job with the exit protocol above: a setup error prints its message (2); a crash, a
     SIGTERM or Ctrl-C prints what happened and what the journal kept (3)."""
+
     def terminate(signum, frame):
         raise Terminated()
 
@@ -211,8 +234,11 @@ def run_job(prog: str, body: Callable[[], int], out_dir: Optional[os.PathLike | 
             what = f"crashed ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
         else:
             what = "terminated by SIGTERM" if isinstance(e, Terminated) else "interrupted (SIGINT)"
-        kept = (f"{Path(out_dir) / JOURNAL} keeps the {decoded_in_journal(out_dir)} result(s) done so far"
-                if out_dir is not None else "nothing was kept")
+        kept = (
+            f"{Path(out_dir) / JOURNAL} keeps the {decoded_in_journal(out_dir)} result(s) done so far"
+            if out_dir is not None
+            else "nothing was kept"
+        )
         print(f"{prog}: error: {what}; {kept}: run the same command again to do the rest", file=sys.stderr)
         return CRASHED
     finally:

@@ -29,11 +29,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Window:
-    start: int        # first input unit (sample / feature frame) of the window
-    end: int          # one past its last input unit
-    frame0: int       # global output frame of the window's frame 0
-    keep_from: int    # global output frames [keep_from, keep_to) come from this window
-    keep_to: int      # (None-like open end for the last window is resolved at splice time)
+    start: int  # first input unit (sample / feature frame) of the window
+    end: int  # one past its last input unit
+    frame0: int  # global output frame of the window's frame 0
+    keep_from: int  # global output frames [keep_from, keep_to) come from this window
+    keep_to: int  # (None-like open end for the last window is resolved at splice time)
 
 
 def plan_windows(n_in: int, window: int, overlap: int, stride: int) -> List[Window]:
@@ -70,7 +70,9 @@ def splice(windows: Sequence[Window], outputs: Sequence[np.ndarray]) -> np.ndarr
         lo = w.keep_from - w.frame0
         hi = out.shape[0] if w.keep_to < 0 else min(w.keep_to - w.frame0, out.shape[0])
         if lo >= hi:
-            raise ValueError(f"window [{w.start}, {w.end}) has {out.shape[0]} frames; none in its kept range "
-                             f"[{w.keep_from}, {w.keep_to}) - the overlap is too small for this model")
+            raise ValueError(
+                f"window [{w.start}, {w.end}) has {out.shape[0]} frames; none in its kept range "
+                f"[{w.keep_from}, {w.keep_to}) - the overlap is too small for this model"
+            )
         parts.append(out[lo:hi])
     return np.concatenate(parts, axis=0)

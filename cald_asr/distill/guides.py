@@ -33,15 +33,15 @@ from cald_asr.models.output import ModelOutput
 from cald_asr.registry import Registry
 
 
-
 @dataclass(frozen=True)
 class GuideContext:
     """What a strategy may need beyond its teacher and the training options."""
-    output_dir: Path                 # the run's exp dir (the teacher cache lives there)
-    snapshot_dir: Optional[Path]     # the Std. run's snapshots/ (waypoint)
-    task_loss: Callable              # (model, batch) -> summed task loss (the trajectory teacher's objective)
-    make_optimizer: Callable         # (model, lr) -> the trajectory teacher's optimiser
-    distributed: bool = False        # the trajectory teacher trains under DistributedDataParallel too
+
+    output_dir: Path  # the run's exp dir (the teacher cache lives there)
+    snapshot_dir: Optional[Path]  # the Std. run's snapshots/ (waypoint)
+    task_loss: Callable  # (model, batch) -> summed task loss (the trajectory teacher's objective)
+    make_optimizer: Callable  # (model, lr) -> the trajectory teacher's optimiser
+    distributed: bool = False  # the trajectory teacher trains under DistributedDataParallel too
 
 
 def model_inputs(batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +61,7 @@ def _teacher_forward(teacher: nn.Module, batch: Dict[str, Any], mode: str) -> Mo
 class Guide:
     """unguided: no teacher; the base of every strategy. `student_init` names the model the student's kept
     weights start from ("pretrained": stage 4's init/, "finetuned": the Std. run's best/)."""
+
     name = "unguided"
     student_init = "pretrained"
     device = torch.device("cpu")
@@ -166,9 +167,11 @@ class TeacherCache:
             per_utt = out.logits.dim() == 2
             for b, u in enumerate(utts):
                 n = int(out.out_lengths[b])
-                item = {"hidden": torch.stack([h[b, :n] for h in out.hidden_states]).half(),
-                        "logits": (out.logits[b] if per_utt else out.logits[b, :n]).half(),
-                        "input_sha1": hashes[b]}
+                item = {
+                    "hidden": torch.stack([h[b, :n] for h in out.hidden_states]).half(),
+                    "logits": (out.logits[b] if per_utt else out.logits[b, :n]).half(),
+                    "input_sha1": hashes[b],
+                }
                 tmp = self._path(u).with_suffix(".tmp")
                 torch.save(item, tmp)
                 tmp.replace(self._path(u))
@@ -225,6 +228,7 @@ class HybridGuide(TargetGuide):
 
 class WaypointGuide(Guide):
     """Snapshots are model dirs named step_<N> (N = the Std. run's step when saved)."""
+
     name = "waypoint"
 
     @classmethod
@@ -264,18 +268,33 @@ class WaypointGuide(Guide):
 class TrajectoryGuide(Guide):
     """The teacher is fine-tuned alongside the student, from the same pretrained weights, on the same
     batches, with its own AdamW and learning rate, one teacher step every `update_every` student steps."""
+
     name = "trajectory"
 
     @classmethod
     def build(cls, teacher, cfg, ctx):
         lr = float(cfg["teacher_lr"] or cfg["optim_conf"]["lr"])
         wrap = (lambda m: nn.parallel.DistributedDataParallel(m)) if ctx.distributed else (lambda m: m)
-        return cls(teacher, ctx.task_loss, ctx.make_optimizer(teacher, lr), cfg["update_every"], cfg["teacher_mode"],
-                   grad_clip=cfg["grad_clip"], wrap=wrap)
+        return cls(
+            teacher,
+            ctx.task_loss,
+            ctx.make_optimizer(teacher, lr),
+            cfg["update_every"],
+            cfg["teacher_mode"],
+            grad_clip=cfg["grad_clip"],
+            wrap=wrap,
+        )
 
-    def __init__(self, teacher: nn.Module, task_loss: Callable, optimizer: torch.optim.Optimizer,
-                 update_every: int = 1, mode: str = "eval", grad_clip: float = 1.0,
-                 wrap: Callable[[nn.Module], nn.Module] = lambda m: m):
+    def __init__(
+        self,
+        teacher: nn.Module,
+        task_loss: Callable,
+        optimizer: torch.optim.Optimizer,
+        update_every: int = 1,
+        mode: str = "eval",
+        grad_clip: float = 1.0,
+        wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
+    ):
         self.teacher = teacher
         self.wrap = wrap  # DistributedDataParallel when distributed
         self._train_view: Optional[nn.Module] = None
@@ -318,8 +337,12 @@ class TrajectoryGuide(Guide):
         self.optimizer.zero_grad(set_to_none=True)
 
     def state_dict(self):
-        return {"teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "updates": self.updates, "skipped": self.skipped}
+        return {
+            "teacher": self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+            "skipped": self.skipped,
+        }
 
     def load_state_dict(self, state):
         self.teacher.load_state_dict(state["teacher"])
@@ -336,6 +359,7 @@ def _cache_dir(cfg: Dict[str, Any], ctx: GuideContext) -> Optional[Path]:
     return Path(ctx.output_dir) / "teacher_cache" if cfg["cache_teacher"] else None
 
 
-STRATEGIES: Registry[type] = Registry("strategy", {cls.name: cls for cls in (
-    Guide, TargetGuide, TrajectoryGuide, WaypointGuide, HybridGuide)})
+STRATEGIES: Registry[type] = Registry(
+    "strategy", {cls.name: cls for cls in (Guide, TargetGuide, TrajectoryGuide, WaypointGuide, HybridGuide)}
+)
 STUDENT_INIT = {name: cls.student_init for name, cls in STRATEGIES.items()}

@@ -25,12 +25,15 @@ def _valid(lengths: torch.Tensor, T: int, dtype: torch.dtype) -> torch.Tensor:
     return length_mask(lengths, T).to(dtype)
 
 
-def layer_loss_sum(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
-                   lengths: torch.Tensor) -> Tuple[torch.Tensor, int]:
+def layer_loss_sum(
+    student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], lengths: torch.Tensor
+) -> Tuple[torch.Tensor, int]:
     """(sum over valid frames of the per-frame loss averaged over layers, number of valid frames)."""
     if len(student) != len(teacher):
-        raise ValueError(f"student has {len(student)} hidden states, teacher {len(teacher)}: "
-                         "layerwise distillation needs one teacher layer per student layer")
+        raise ValueError(
+            f"student has {len(student)} hidden states, teacher {len(teacher)}: "
+            "layerwise distillation needs one teacher layer per student layer"
+        )
     per_frame = 0.0
     for s, t in zip(student, teacher):
         if s.shape != t.shape:
@@ -44,8 +47,9 @@ def layer_loss_sum(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tens
     return (per_frame * mask).sum(), int(lengths.sum())
 
 
-def logits_kl_sum(student_logits: torch.Tensor, teacher_logits: torch.Tensor, lengths: torch.Tensor,
-                  temperature: float = 2.0) -> Tuple[torch.Tensor, int]:
+def logits_kl_sum(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, lengths: torch.Tensor, temperature: float = 2.0
+) -> Tuple[torch.Tensor, int]:
     """(sum over valid frames of tau^2 * KL(p_teacher || p_student) at temperature tau, valid frames);
     for per-utterance logits (B, C): (sum over utterances, utterances), lengths unused."""
     if student_logits.shape != teacher_logits.shape:

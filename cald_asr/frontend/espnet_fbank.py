@@ -58,8 +58,15 @@ def _reflect_pad_each(wav: torch.Tensor, lengths: torch.Tensor, pad: int) -> tor
 class LogMel(nn.Module):
     """Power spectrum (B, T, n_fft/2+1) -> natural-log mel energies (B, T, n_mels), floored at 1e-10."""
 
-    def __init__(self, fs: int = 16000, n_fft: int = 512, n_mels: int = 80,
-                 fmin: Optional[float] = None, fmax: Optional[float] = None, htk: bool = False):
+    def __init__(
+        self,
+        fs: int = 16000,
+        n_fft: int = 512,
+        n_mels: int = 80,
+        fmin: Optional[float] = None,
+        fmax: Optional[float] = None,
+        htk: bool = False,
+    ):
         super().__init__()
         fmin = 0.0 if fmin is None else fmin
         fmax = fs / 2 if fmax is None else fmax
@@ -75,11 +82,23 @@ class EspnetFbank(nn.Module):
     """ESPnet ``frontend: default``. forward(wav (B, N) float, wav_lengths (B,) or None) ->
     (feats (B, T, n_mels), feat_lengths (B,)), with T = N // hop + 1 when centred."""
 
-    def __init__(self, fs: Union[int, str] = 16000, n_fft: int = 512, win_length: Optional[int] = None,
-                 hop_length: int = 128, window: Optional[str] = "hann", center: bool = True,
-                 normalized: bool = False, onesided: bool = True, n_mels: int = 80,
-                 fmin: Optional[float] = None, fmax: Optional[float] = None, htk: bool = False,
-                 frontend_conf: Optional[dict] = None, apply_stft: bool = True):
+    def __init__(
+        self,
+        fs: Union[int, str] = 16000,
+        n_fft: int = 512,
+        win_length: Optional[int] = None,
+        hop_length: int = 128,
+        window: Optional[str] = "hann",
+        center: bool = True,
+        normalized: bool = False,
+        onesided: bool = True,
+        n_mels: int = 80,
+        fmin: Optional[float] = None,
+        fmax: Optional[float] = None,
+        htk: bool = False,
+        frontend_conf: Optional[dict] = None,
+        apply_stft: bool = True,
+    ):
         super().__init__()
         if not apply_stft:
             raise ValueError("EspnetFbank: apply_stft=False (precomputed STFT input) is not supported")
@@ -103,8 +122,9 @@ class EspnetFbank(nn.Module):
         padded = wav_lengths + 2 * (self.n_fft // 2) if self.center else wav_lengths
         return torch.div(padded - self.n_fft, self.hop_length, rounding_mode="floor") + 1
 
-    def forward(self, wav: torch.Tensor, wav_lengths: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, wav: torch.Tensor, wav_lengths: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         if wav.dim() != 2:
             raise ValueError(f"EspnetFbank expects wav of shape (batch, samples), got {tuple(wav.shape)}")
         if not torch.is_floating_point(wav):
@@ -117,18 +137,27 @@ class EspnetFbank(nn.Module):
         need = pad + 1 if self.center else self.n_fft
         for i, n in enumerate(wav_lengths.tolist()):
             if n < need or n > N:
-                raise ValueError(f"EspnetFbank: utterance {i} of the batch has {n} samples; "
-                                 f"need {need}..{N} (n_fft {self.n_fft}, center={self.center})")
+                raise ValueError(
+                    f"EspnetFbank: utterance {i} of the batch has {n} samples; "
+                    f"need {need}..{N} (n_fft {self.n_fft}, center={self.center})"
+                )
         x = wav.to(self.logmel.melmat.dtype)  # the model's dtype (float64 in equality checks)
         if self.center:
             x = _reflect_pad_each(x, wav_lengths, pad)
         window = None
         if self.window_name is not None:
-            window = getattr(torch, f"{self.window_name}_window")(self.win_length, dtype=x.dtype,
-                                                                    device=x.device)
-        spec = torch.stft(x, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-                          window=window, center=False, normalized=self.normalized, onesided=True,
-                          return_complex=True)
+            window = getattr(torch, f"{self.window_name}_window")(self.win_length, dtype=x.dtype, device=x.device)
+        spec = torch.stft(
+            x,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=window,
+            center=False,
+            normalized=self.normalized,
+            onesided=True,
+            return_complex=True,
+        )
         spec = torch.view_as_real(spec).transpose(1, 2)  # (B, T, F, 2)
         power = spec[..., 0] ** 2 + spec[..., 1] ** 2
         feats = self.logmel(power)
@@ -167,8 +196,9 @@ class GlobalMVN(nn.Module):
         self.register_buffer("std", torch.ones(dim, dtype=torch.float64))
 
     @classmethod
-    def from_stats_file(cls, stats_file: Union[str, Path], norm_means: bool = True, norm_vars: bool = True,
-                        eps: float = 1.0e-20) -> "GlobalMVN":
+    def from_stats_file(
+        cls, stats_file: Union[str, Path], norm_means: bool = True, norm_vars: bool = True, eps: float = 1.0e-20
+    ) -> "GlobalMVN":
         count, s, sq = read_feats_stats(stats_file)
         mean = s / count
         std = np.sqrt(np.maximum(sq / count - mean * mean, eps))
@@ -177,8 +207,7 @@ class GlobalMVN(nn.Module):
         m.std.copy_(torch.from_numpy(np.asarray(std, dtype=np.float64)))
         return m
 
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         if lengths is None:
             lengths = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
         if self.norm_means:
@@ -197,8 +226,7 @@ class UtteranceMVN(nn.Module):
         super().__init__()
         self.norm_means, self.norm_vars, self.eps = norm_means, norm_vars, eps
 
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         if lengths is None:
             lengths = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
         pad = _pad_mask(lengths.to(x.device), x.size(1))[..., None]

@@ -25,6 +25,7 @@ ops/ holds what the blocks are computed with (nothing in it is a mixer):
     dt_init.py         the initial dt bias both Mamba blocks use
     cuda_kernels.py    mamba-ssm's CUDA kernels, imported on first use only
 """
+
 from .bidirectional import Bidirectional
 from .bimamba import BiMamba
 from .bimamba2 import BiMamba2
@@ -33,5 +34,14 @@ from .mamba import Mamba
 from .mamba2 import Mamba2
 from .registry import MIXERS, build_mixer
 
-__all__ = ["MIXERS", "build_mixer", "Mamba2", "Mamba", "Bidirectional", "BiMamba2", "BiMamba",
-           "Linformer", "LinformerProjection"]
+__all__ = [
+    "MIXERS",
+    "build_mixer",
+    "Mamba2",
+    "Mamba",
+    "Bidirectional",
+    "BiMamba2",
+    "BiMamba",
+    "Linformer",
+    "LinformerProjection",
+]

@@ -1,6 +1,7 @@
 """Bidirectional wrapper for causal mixers: `fwd` reads x, `bwd` reads each sequence reversed within
 its own valid length (padding stays at the end, so a causal mixer never sees it before valid
 frames); the backward output is un-reversed and the two are summed; padding is zero on output."""
+
 from __future__ import annotations
 
 from typing import Optional

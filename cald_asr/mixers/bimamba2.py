@@ -1,4 +1,5 @@
 """BiMamba2: a Mamba2 mixer per direction (Bidirectional), the two run as one fused scan."""
+
 from __future__ import annotations
 
 from .bidirectional import Bidirectional
@@ -8,6 +9,7 @@ from .mamba2 import Mamba2
 class BiMamba2(Bidirectional):
     """Two independent Mamba2 mixers (same conf), run as one fused scan. fused=False runs them as
     two plain passes."""
+
     direction = Mamba2  # **conf are its keyword arguments
 
     def __init__(self, d_model: int, fused: bool = True, **conf):

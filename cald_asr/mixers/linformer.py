@@ -2,6 +2,7 @@
 axis, E^T K and F^T V with E, F of shape (max_len, k), so attention costs O(n k) instead of O(n^2).
 For variable lengths E, F are sliced to the true length n and scaled by 1/sqrt(n) (CALD, section 1);
 padded frames are zeroed before the projection so they contribute nothing."""
+
 from __future__ import annotations
 
 import math
@@ -53,9 +54,18 @@ class Linformer(nn.Module):
       scaling      the factor on the scores; default head_dim ** -0.5
     """
 
-    def __init__(self, d_model: int, num_heads: int, max_len: int, k: int = 256,
-                 sharing: str = "none", shared_proj: Optional[LinformerProjection] = None,
-                 bias: bool = True, dropout: float = 0.0, scaling: Optional[float] = None):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        max_len: int,
+        k: int = 256,
+        sharing: str = "none",
+        shared_proj: Optional[LinformerProjection] = None,
+        bias: bool = True,
+        dropout: float = 0.0,
+        scaling: Optional[float] = None,
+    ):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
@@ -81,15 +91,28 @@ class Linformer(nn.Module):
         self.F = self.E if sharing != "none" else LinformerProjection(max_len, k)
 
     @classmethod
-    def from_attention_weights(cls, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, num_heads: int,
-                               max_len: int, k: int, sharing: str = "none",
-                               shared_proj: Optional[LinformerProjection] = None, **kw) -> "Linformer":
+    def from_attention_weights(
+        cls,
+        q_w,
+        q_b,
+        k_w,
+        k_b,
+        v_w,
+        v_b,
+        o_w,
+        o_b,
+        num_heads: int,
+        max_len: int,
+        k: int,
+        sharing: str = "none",
+        shared_proj: Optional[LinformerProjection] = None,
+        **kw,
+    ) -> "Linformer":
         """Build from a teacher attention's projections (nn.Linear layout: weight (out, in)); a bias
         given as None is zero, as in attentions whose key projection has none."""
         m = cls(q_w.shape[1], num_heads, max_len, k, sharing, shared_proj, bias=True, **kw)
         with torch.no_grad():
-            for lin, w, b in ((m.q_proj, q_w, q_b), (m.k_proj, k_w, k_b),
-                              (m.v_proj, v_w, v_b), (m.out_proj, o_w, o_b)):
+            for lin, w, b in ((m.q_proj, q_w, q_b), (m.k_proj, k_w, k_b), (m.v_proj, v_w, v_b), (m.out_proj, o_w, o_b)):
                 if tuple(w.shape) != tuple(lin.weight.shape):
                     raise ValueError(f"weight shape {tuple(w.shape)} != expected {tuple(lin.weight.shape)}")
                 lin.weight.copy_(w)

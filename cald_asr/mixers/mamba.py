@@ -3,6 +3,7 @@ and SiLU on x, input-dependent (delta, B, C) from x through a low-rank delta, se
 diagonal A per channel and state, D skip, gate by silu(z), output projection. Parameter names and
 shapes follow mamba-ssm's Mamba so weights interchange. forward runs through ops.directions (the
 selective scan, or mamba-ssm's kernel); step is the same block one frame at a time."""
+
 from __future__ import annotations
 
 import math
@@ -65,7 +66,7 @@ class Mamba(nn.Module):
         self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1, bias=conv_bias)
         self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
-        bound = self.dt_rank ** -0.5 * dt_scale  # keeps delta's spread independent of dt_rank
+        bound = self.dt_rank**-0.5 * dt_scale  # keeps delta's spread independent of dt_rank
         nn.init.uniform_(self.dt_proj.weight, -bound, bound)
         with torch.no_grad():
             self.dt_proj.bias.copy_(init_dt_bias(d_inner, dt_min, dt_max, dt_init_floor))

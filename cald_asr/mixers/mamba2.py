@@ -3,6 +3,7 @@ causal conv over (x, B, C), SiLU, SSD scan with one scalar A per head, D skip, R
 output projection. Parameter names and shapes follow mamba-ssm's Mamba2 so weights interchange.
 forward runs through ops.directions (the blocked layer with its hand-written backward, or mamba-ssm's
 kernels); step is the same block one frame at a time."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -82,8 +83,16 @@ class Mamba2(nn.Module):
 
     def config_key(self):
         """What two Mamba2 mixers must share to run as one fused pass."""
-        return (self.d_model, self.d_inner, self.d_state, self.d_conv, self.headdim, self.ngroups,
-                self.chunk_size, self.norm.eps)
+        return (
+            self.d_model,
+            self.d_inner,
+            self.d_state,
+            self.d_conv,
+            self.headdim,
+            self.ngroups,
+            self.chunk_size,
+            self.norm.eps,
+        )
 
     def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         return mamba2_directions([self], [False], x, lengths)

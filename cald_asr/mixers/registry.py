@@ -1,4 +1,5 @@
 """The one table of token mixers, by the names configs use."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -11,13 +12,16 @@ from .linformer import Linformer
 from .mamba import Mamba
 from .mamba2 import Mamba2
 
-MIXERS: Registry[type] = Registry("mixer", {
-    "mamba2": Mamba2,
-    "mamba": Mamba,
-    "bimamba2": BiMamba2,
-    "bimamba": BiMamba,
-    "linformer": Linformer,
-})
+MIXERS: Registry[type] = Registry(
+    "mixer",
+    {
+        "mamba2": Mamba2,
+        "mamba": Mamba,
+        "bimamba2": BiMamba2,
+        "bimamba": BiMamba,
+        "linformer": Linformer,
+    },
+)
 
 
 def build_mixer(name: str, d_model: int, **conf) -> nn.Module:

@@ -19,10 +19,10 @@ class ASRCTCModel(nn.Module):
 
     `frontend` (optional) turns waveforms into the features the encoder reads (Whisper's log-mel);
     without one the encoder reads the input itself (Wav2Vec2 waveforms, dumped MFCCs)."""
+
     kind = "asr_ctc"  # the model config's `model:` (its task: cald_asr.tasks)
 
-    def __init__(self, encoder: nn.Module, vocab_size: int, frontend: Optional[nn.Module] = None,
-                 dropout: float = 0.0):
+    def __init__(self, encoder: nn.Module, vocab_size: int, frontend: Optional[nn.Module] = None, dropout: float = 0.0):
         super().__init__()
         self.frontend = frontend
         self.encoder = encoder
@@ -55,5 +55,12 @@ class ASRCTCModel(nn.Module):
         """Per-utterance CTC loss (B,), summed over each utterance's tokens; the caller averages."""
         log_probs = F.log_softmax(upcast(out.logits), dim=-1).transpose(0, 1)  # (T', B, V)
         # padded target slots hold -1; ctc_loss ignores them past text_lengths but wants them in range
-        return F.ctc_loss(log_probs, text.clamp(min=0), out.out_lengths, text_lengths,
-                          blank=BLANK, reduction="none", zero_infinity=True)
+        return F.ctc_loss(
+            log_probs,
+            text.clamp(min=0),
+            out.out_lengths,
+            text_lengths,
+            blank=BLANK,
+            reduction="none",
+            zero_infinity=True,
+        )

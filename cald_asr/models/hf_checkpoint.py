@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 _ACTIVATIONS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,  # transformers' "gelu" is the exact erf form
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
@@ -79,8 +78,9 @@ def load_checked(module: nn.Module, sd: Dict[str, torch.Tensor], source: str, wh
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
     if missing or unexpected:
-        raise ValueError(f"{source}: weights do not match the {what}: missing {missing[:8]}, "
-                         f"unexpected {unexpected[:8]}")
+        raise ValueError(
+            f"{source}: weights do not match the {what}: missing {missing[:8]}, unexpected {unexpected[:8]}"
+        )
     for k, v in sd.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise ValueError(f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")

@@ -43,14 +43,23 @@ FORMAT_VERSION = "1.0"
 MODEL_KEYS = {
     "format_version": "major.minor of this file format",
     "model": "asr_ctc or text_cls",
-    "frontend": "feature extractor of waveform input (frontend_conf: its options)", "frontend_conf": "",
-    "encoder": "encoder family (encoder_conf: its architecture)", "encoder_conf": "",
-    "mixer": "linear-time mixer replacing every attention (mixer_conf: its options)", "mixer_conf": "",
-    "token_list": "asr_ctc: the CTC output symbols", "token_type": "char or bpe", "bpemodel": "sentencepiece model",
-    "labels": "text_cls: class names", "pooling": "text_cls: mean or first", "tokenizer": "text_cls: tokenizer dir",
-    "ctc_dropout": "", "classifier_dropout": "",
+    "frontend": "feature extractor of waveform input (frontend_conf: its options)",
+    "frontend_conf": "",
+    "encoder": "encoder family (encoder_conf: its architecture)",
+    "encoder_conf": "",
+    "mixer": "linear-time mixer replacing every attention (mixer_conf: its options)",
+    "mixer_conf": "",
+    "token_list": "asr_ctc: the CTC output symbols",
+    "token_type": "char or bpe",
+    "bpemodel": "sentencepiece model",
+    "labels": "text_cls: class names",
+    "pooling": "text_cls: mean or first",
+    "tokenizer": "text_cls: tokenizer dir",
+    "ctc_dropout": "",
+    "classifier_dropout": "",
     "pretrained_from": "the checkpoint the teacher's encoder was read from",
-    "cald_strategy": "the strategy a student was trained with", "initialised_from": "the model it started from",
+    "cald_strategy": "the strategy a student was trained with",
+    "initialised_from": "the model it started from",
     "converted_from": "the transformer `convert` converted",
     "trained_steps": "optimiser steps behind these weights",
 }
@@ -68,12 +77,16 @@ def check_model_config(config: Dict[str, Any], source: str) -> None:
     except ValueError:
         raise ModelFileError(f"{source}: format_version {version!r} is not major.minor") from None
     if major > int(FORMAT_VERSION.split(".")[0]):
-        raise ModelFileError(f"{source}: format_version {version} is newer than this cald-asr reads "
-                             f"({FORMAT_VERSION}); upgrade cald-asr to load it")
+        raise ModelFileError(
+            f"{source}: format_version {version} is newer than this cald-asr reads "
+            f"({FORMAT_VERSION}); upgrade cald-asr to load it"
+        )
     unknown = sorted(set(config) - set(MODEL_KEYS))
     if unknown:
-        raise ModelFileError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))} in a model config "
-                             f"(format {FORMAT_VERSION} knows: {', '.join(MODEL_KEYS)})")
+        raise ModelFileError(
+            f"{source}: unknown key(s) {', '.join(map(repr, unknown))} in a model config "
+            f"(format {FORMAT_VERSION} knows: {', '.join(MODEL_KEYS)})"
+        )
 
 
 def build_model(config: Dict[str, Any], source: str = "config") -> nn.Module:
@@ -96,8 +109,9 @@ def build_model(config: Dict[str, Any], source: str = "config") -> nn.Module:
             labels = config.get("labels")
             if not labels:
                 raise ModelFileError(f"{source}: a text_cls model needs its labels")
-            model = TextClassifier(encoder, len(labels), config.get("pooling", "mean"),
-                                   dropout=config.get("classifier_dropout", 0.1))
+            model = TextClassifier(
+                encoder, len(labels), config.get("pooling", "mean"), dropout=config.get("classifier_dropout", 0.1)
+            )
         if config.get("mixer"):
             convert_model(model, config["mixer"], config.get("mixer_conf"))
     except ModelFileError:
@@ -191,8 +205,9 @@ def read_config(path: os.PathLike | str) -> Dict[str, Any]:
     return config
 
 
-def load_model(config_path: os.PathLike | str, weights_path: Optional[os.PathLike | str] = None
-               ) -> Tuple[nn.Module, Dict[str, Any]]:
+def load_model(
+    config_path: os.PathLike | str, weights_path: Optional[os.PathLike | str] = None
+) -> Tuple[nn.Module, Dict[str, Any]]:
     """(model in eval mode, config). `config_path` may be the model directory."""
     config_path = Path(config_path)
     if config_path.is_dir():
@@ -207,7 +222,9 @@ def load_model(config_path: os.PathLike | str, weights_path: Optional[os.PathLik
     except (SafetensorError, OSError, RuntimeError) as e:
         raise ModelFileError(f"{weights}: cannot read model weights ({e})") from None
     if missing or unexpected:
-        raise ModelFileError(f"{weights}: weights do not match {config_path}: missing {sorted(missing)[:6]}, "
-                             f"unexpected {sorted(unexpected)[:6]}")
+        raise ModelFileError(
+            f"{weights}: weights do not match {config_path}: missing {sorted(missing)[:6]}, "
+            f"unexpected {sorted(unexpected)[:6]}"
+        )
     model.eval()
     return model, config

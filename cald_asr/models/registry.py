@@ -21,10 +21,10 @@ from typing import Any, Callable, Dict, Optional
 from torch import nn
 
 from cald_asr.frontend import WhisperLogMel
-from cald_asr.registry import Registry
 from cald_asr.models.encoders.bert import BertConfig, BertEncoder, default_minilm_path
 from cald_asr.models.encoders.wav2vec2 import Wav2Vec2Config, Wav2Vec2Encoder
 from cald_asr.models.encoders.whisper import WhisperEncoder, default_whisper_base_paths, default_whisper_tiny_en_path
+from cald_asr.registry import Registry
 
 
 def _dataclass_from_conf(cls, conf: Dict[str, Any]):
@@ -49,13 +49,24 @@ class EncoderEntry:
     input: str  # what forward() reads: "feats", "wav" or "token_ids"
 
 
-ENCODERS: Registry[EncoderEntry] = Registry("encoder", {
-    "whisper": EncoderEntry(WhisperEncoder, lambda c: WhisperEncoder(**c), lambda e: dict(e.conf), "feats"),
-    "wav2vec2": EncoderEntry(Wav2Vec2Encoder, lambda c: Wav2Vec2Encoder(_dataclass_from_conf(Wav2Vec2Config, c)),
-                             lambda e: _dataclass_to_conf(e.cfg), "wav"),
-    "bert": EncoderEntry(BertEncoder, lambda c: BertEncoder(_dataclass_from_conf(BertConfig, c)),
-                         lambda e: _dataclass_to_conf(e.cfg), "token_ids"),
-})
+ENCODERS: Registry[EncoderEntry] = Registry(
+    "encoder",
+    {
+        "whisper": EncoderEntry(WhisperEncoder, lambda c: WhisperEncoder(**c), lambda e: dict(e.conf), "feats"),
+        "wav2vec2": EncoderEntry(
+            Wav2Vec2Encoder,
+            lambda c: Wav2Vec2Encoder(_dataclass_from_conf(Wav2Vec2Config, c)),
+            lambda e: _dataclass_to_conf(e.cfg),
+            "wav",
+        ),
+        "bert": EncoderEntry(
+            BertEncoder,
+            lambda c: BertEncoder(_dataclass_from_conf(BertConfig, c)),
+            lambda e: _dataclass_to_conf(e.cfg),
+            "token_ids",
+        ),
+    },
+)
 
 try:
     from cald_asr.models.encoders.espnet_conformer import EspnetSpeechEncoder
@@ -67,8 +78,9 @@ except ImportError as e:  # the [espnet] extra is not installed
 
     ENCODERS["espnet_conformer"] = EncoderEntry(type(None), _needs_espnet, lambda e: {}, "wav_or_feats")
 else:
-    ENCODERS["espnet_conformer"] = EncoderEntry(EspnetSpeechEncoder, EspnetSpeechEncoder.from_conf,
-                                                lambda e: dict(e.conf), "wav_or_feats")
+    ENCODERS["espnet_conformer"] = EncoderEntry(
+        EspnetSpeechEncoder, EspnetSpeechEncoder.from_conf, lambda e: dict(e.conf), "wav_or_feats"
+    )
 
 
 @dataclass(frozen=True)
@@ -77,9 +89,12 @@ class FrontendEntry:
     conf_of: Callable[[nn.Module], Dict[str, Any]]
 
 
-FRONTENDS: Registry[FrontendEntry] = Registry("frontend", {
-    "whisper_logmel": FrontendEntry(WhisperLogMel, lambda f: {"n_mels": f.n_mels}),
-})
+FRONTENDS: Registry[FrontendEntry] = Registry(
+    "frontend",
+    {
+        "whisper_logmel": FrontendEntry(WhisperLogMel, lambda f: {"n_mels": f.n_mels}),
+    },
+)
 
 
 def name_of(table: Dict[str, Any], module: nn.Module) -> str:
@@ -114,8 +129,11 @@ def _default_path(path, default):
 
 def _whisper_ct2_path(path):
     # named teachers that ship as PyPI packages; anything else is a model.bin path
-    named = {"default": default_whisper_tiny_en_path, "tiny.en": default_whisper_tiny_en_path,
-             "base": default_whisper_base_paths}
+    named = {
+        "default": default_whisper_tiny_en_path,
+        "tiny.en": default_whisper_tiny_en_path,
+        "base": default_whisper_base_paths,
+    }
     return named[path or "default"]() if (path or "default") in named else path
 
 
@@ -129,13 +147,16 @@ def _espnet_encoder(path):
 # Pretrained encoder loaders by format: path -> encoder with its pretrained weights. "default" picks the
 # weights that ship with the teacher packages (Whisper tiny.en, all-MiniLM-L6-v2); whisper_ct2 also
 # knows "base" (the two-part Whisper base package).
-PRETRAINED: Registry[Callable[[Optional[str]], nn.Module]] = Registry("pretrained format", {
-    "whisper_ct2": lambda p: WhisperEncoder.from_ct2(_whisper_ct2_path(p)),
-    "whisper_hf": lambda p: WhisperEncoder.from_hf(p),
-    "wav2vec2_hf": lambda p: Wav2Vec2Encoder.from_pretrained(p),
-    "bert_hf": lambda p: BertEncoder.from_pretrained(_default_path(p, default_minilm_path)),
-    "espnet": _espnet_encoder,  # an ESPnet experiment dir holding config.yaml + model.pth
-})
+PRETRAINED: Registry[Callable[[Optional[str]], nn.Module]] = Registry(
+    "pretrained format",
+    {
+        "whisper_ct2": lambda p: WhisperEncoder.from_ct2(_whisper_ct2_path(p)),
+        "whisper_hf": lambda p: WhisperEncoder.from_hf(p),
+        "wav2vec2_hf": lambda p: Wav2Vec2Encoder.from_pretrained(p),
+        "bert_hf": lambda p: BertEncoder.from_pretrained(_default_path(p, default_minilm_path)),
+        "espnet": _espnet_encoder,  # an ESPnet experiment dir holding config.yaml + model.pth
+    },
+)
 
 
 def load_pretrained_encoder(fmt: str, path: Optional[str], source: str = "config") -> nn.Module:

@@ -18,6 +18,7 @@ POOLINGS = ("mean", "first")
 class TextClassifier(nn.Module):
     """token ids (B, L) + lengths -> class logits (B, C). pooling 'first' reads the [CLS]/<s> token;
     'mean' averages the valid tokens, which does not depend on one position surviving conversion."""
+
     kind = "text_cls"  # the model config's `model:` (its task: cald_asr.tasks)
 
     def __init__(self, encoder: nn.Module, num_classes: int, pooling: str = "mean", dropout: float = 0.1):

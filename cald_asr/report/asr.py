@@ -26,17 +26,22 @@ def model_tokenizer(model_dir: Path, config: Dict) -> Optional[Tokenizer]:
         return None
 
 
-def score_model(model_dir: Path, test_sets: Sequence[str], decode_tag: str, data_dir: Path,
-                tokenizer: Optional[Tokenizer] = None) -> Dict[str, Dict]:
+def score_model(
+    model_dir: Path, test_sets: Sequence[str], decode_tag: str, data_dir: Path, tokenizer: Optional[Tokenizer] = None
+) -> Dict[str, Dict]:
     out = {}
     for s in test_sets:
         dec = model_dir / decode_tag / s
         hyp = dec / "1best_recog" / "text"
         if not hyp.is_file():
             continue
-        res = score_files(data_dir / s / "text", hyp, output_dir=dec / "score_wer",
-                          utt2spk=data_dir / s / "utt2spk" if (data_dir / s / "utt2spk").is_file() else None,
-                          tokenizer=tokenizer)
+        res = score_files(
+            data_dir / s / "text",
+            hyp,
+            output_dir=dec / "score_wer",
+            utt2spk=data_dir / s / "utt2spk" if (data_dir / s / "utt2spk").is_file() else None,
+            tokenizer=tokenizer,
+        )
         for w in res.get("warnings", []):
             print(f"make_results: warning: {model_name(model_dir)}: {w}", file=sys.stderr)
         rtf_file = dec / "rtf"
@@ -48,12 +53,19 @@ def score_model(model_dir: Path, test_sets: Sequence[str], decode_tag: str, data
     return out
 
 
-def render(models: List[Path], scores: Dict[str, Dict[str, Dict]], test_sets: Sequence[str], commands: List[str],
-           recipe_dir: Path) -> str:
+def render(
+    models: List[Path],
+    scores: Dict[str, Dict[str, Dict]],
+    test_sets: Sequence[str],
+    commands: List[str],
+    recipe_dir: Path,
+) -> str:
     lines = env_header(recipe_dir) + [
-             "## WER (%) / real-time factor of decoding / parameters", "",
-             "| model | mixer | params | " + " | ".join(f"{s} WER | {s} RTF" for s in test_sets) + " |",
-             "|---|---|---:|" + "---:|---:|" * len(test_sets)]
+        "## WER (%) / real-time factor of decoding / parameters",
+        "",
+        "| model | mixer | params | " + " | ".join(f"{s} WER | {s} RTF" for s in test_sets) + " |",
+        "|---|---|---:|" + "---:|---:|" * len(test_sets),
+    ]
     for m in models:
         _, config = load_model(m)
         row = [model_name(m), config.get("mixer") or "attention", f"{scores[str(m)]['_params']:,}"]
@@ -62,14 +74,22 @@ def render(models: List[Path], scores: Dict[str, Dict[str, Dict]], test_sets: Se
             row += [f"{r['err']:.2f}", f"{r['rtf']:.4f}"] if r else ["-", "-"]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    lines += per_model_tables(models, scores, test_sets, "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|",
-                              "|---|---|---|---|---|---|---|---|---|", _set_row)
+    lines += per_model_tables(
+        models,
+        scores,
+        test_sets,
+        "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|",
+        "|---|---|---|---|---|---|---|---|---|",
+        _set_row,
+    )
     return "\n".join(lines + commands_section(commands))
 
 
 def _set_row(s: str, r: Dict) -> str:
-    return (f"|{s}|{r['snt']}|{r['wrd']}|{r['corr']:.1f}|{r['sub']:.1f}|{r['del']:.1f}|{r['ins']:.1f}|"
-            f"{r['err']:.1f}|{r['s_err']:.1f}|")
+    return (
+        f"|{s}|{r['snt']}|{r['wrd']}|{r['corr']:.1f}|{r['sub']:.1f}|{r['del']:.1f}|{r['ins']:.1f}|"
+        f"{r['err']:.1f}|{r['s_err']:.1f}|"
+    )
 
 
 def model_scores(model_dir: Path, test_sets: Sequence[str], decode_tag: str, data_dir: Path) -> Dict[str, Dict]:
@@ -78,4 +98,3 @@ def model_scores(model_dir: Path, test_sets: Sequence[str], decode_tag: str, dat
     scores = score_model(model_dir, test_sets, decode_tag, data_dir, model_tokenizer(model_dir, config))
     scores["_params"] = count_params(model)
     return scores
-

@@ -15,8 +15,9 @@ from cald_asr.report.sections import commands_section, env_header, model_name, p
 from cald_asr.scoring.accuracy import score_labels
 
 
-def score_model(model_dir: Path, test_sets: Sequence[str], tag: str, data_dir: Path,
-                labels: Sequence[str]) -> Dict[str, Dict]:
+def score_model(
+    model_dir: Path, test_sets: Sequence[str], tag: str, data_dir: Path, labels: Sequence[str]
+) -> Dict[str, Dict]:
     out = {}
     for s in test_sets:
         dec = model_dir / tag / s
@@ -61,8 +62,9 @@ def describe_set(data_dir: Path, name: str, role: str) -> str:
     return line
 
 
-def describe_sets(data_dir: Path, train_set: Optional[str], valid_set: Optional[str],
-                  test_sets: Sequence[str]) -> List[str]:
+def describe_sets(
+    data_dir: Path, train_set: Optional[str], valid_set: Optional[str], test_sets: Sequence[str]
+) -> List[str]:
     """The report's data section: the training and dev sets, then every other test set."""
     lines = []
     for name, role in ((train_set, "training"), (valid_set, "dev (selects best/)")):
@@ -74,10 +76,22 @@ def describe_sets(data_dir: Path, train_set: Optional[str], valid_set: Optional[
     return lines
 
 
-def render(models: List[Path], scores: Dict[str, Dict], test_sets: Sequence[str], commands: List[str],
-           recipe_dir: Path, data_lines: List[str]) -> str:
-    lines = env_header(recipe_dir) + ["## Data", "", *data_lines, "",
-                                      "## Accuracy (%) / macro-F1 (%) / time per example / parameters", ""]
+def render(
+    models: List[Path],
+    scores: Dict[str, Dict],
+    test_sets: Sequence[str],
+    commands: List[str],
+    recipe_dir: Path,
+    data_lines: List[str],
+) -> str:
+    lines = env_header(recipe_dir) + [
+        "## Data",
+        "",
+        *data_lines,
+        "",
+        "## Accuracy (%) / macro-F1 (%) / time per example / parameters",
+        "",
+    ]
     head = "| model | mixer | params | " + " | ".join(f"{s} acc | {s} macro-F1 | {s} ms/example" for s in test_sets)
     lines += [head + " |", "|---|---|---:|" + "---:|---:|---:|" * len(test_sets)]
     for m in models:
@@ -85,18 +99,32 @@ def render(models: List[Path], scores: Dict[str, Dict], test_sets: Sequence[str]
         row = [model_name(m), sc["_mixer"], f"{sc['_params']:,}"]
         for s in test_sets:
             r = sc.get(s)
-            row += [f"{r['accuracy']:.2f}", f"{r['macro_f1']:.2f}", f"{1000 * r['seconds_per_example']:.1f}"] if r \
+            row += (
+                [f"{r['accuracy']:.2f}", f"{r['macro_f1']:.2f}", f"{1000 * r['seconds_per_example']:.1f}"]
+                if r
                 else ["-", "-", "-"]
+            )
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Time per example: tokenising and running the model, divided by the examples, at the batch size "
-              "and threads listed per model below (stage 7 runs batch 1: the latency of one example); the first "
-              "call is not timed.", ""]
-    lines += per_model_tables(models, scores, test_sets,
-                              "|dataset|N|correct|acc|macro-F1|failed|ms/example|batch|threads|",
-                              "|---|---:|---:|---:|---:|---:|---:|---:|---:|", _set_row)
+    lines += [
+        "",
+        "Time per example: tokenising and running the model, divided by the examples, at the batch size "
+        "and threads listed per model below (stage 7 runs batch 1: the latency of one example); the first "
+        "call is not timed.",
+        "",
+    ]
+    lines += per_model_tables(
+        models,
+        scores,
+        test_sets,
+        "|dataset|N|correct|acc|macro-F1|failed|ms/example|batch|threads|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        _set_row,
+    )
     return "\n".join(lines + commands_section(commands))
 
 
 def _set_row(s: str, r: Dict) -> str:
-    return (f"|{s}|{r['n']}|{r['correct']}|{r['accuracy']:.2f}|{r['macro_f1']:.2f}|{r['failed_utts']}|"
-            f"{1000 * r['seconds_per_example']:.1f}|{r['batch_size']}|{r['threads']}|")
+    return (
+        f"|{s}|{r['n']}|{r['correct']}|{r['accuracy']:.2f}|{r['macro_f1']:.2f}|{r['failed_utts']}|"
+        f"{1000 * r['seconds_per_example']:.1f}|{r['batch_size']}|{r['threads']}|"
+    )

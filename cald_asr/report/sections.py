@@ -20,10 +20,12 @@ def _version(pkg: str) -> str:
 
 def _git_commit(cwd: Path) -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
+        ).stdout.strip()
         return head + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -34,17 +36,28 @@ def model_name(model_dir: Path) -> str:
 
 
 def env_header(recipe_dir: Path) -> List[str]:
-    return [f"# RESULTS: {recipe_dir.resolve().parent.name}/{recipe_dir.resolve().name}", "",
-            "## Environment", "",
-            f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-            f"- python {platform.python_version()}, torch {_version('torch')}, transformers "
-            f"{_version('transformers')}, espnet {_version('espnet')}, cald-asr {_version('cald-asr')}",
-            f"- git commit: {_git_commit(recipe_dir)}",
-            f"- machine: {platform.machine()}, {platform.processor() or 'cpu'}", ""]
+    return [
+        f"# RESULTS: {recipe_dir.resolve().parent.name}/{recipe_dir.resolve().name}",
+        "",
+        "## Environment",
+        "",
+        f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- python {platform.python_version()}, torch {_version('torch')}, transformers "
+        f"{_version('transformers')}, espnet {_version('espnet')}, cald-asr {_version('cald-asr')}",
+        f"- git commit: {_git_commit(recipe_dir)}",
+        f"- machine: {platform.machine()}, {platform.processor() or 'cpu'}",
+        "",
+    ]
 
 
-def per_model_tables(models: Sequence[Path], scores: Dict[str, Dict], test_sets: Sequence[str], head: str,
-                     align: str, row: Callable[[str, Dict], str]) -> List[str]:
+def per_model_tables(
+    models: Sequence[Path],
+    scores: Dict[str, Dict],
+    test_sets: Sequence[str],
+    head: str,
+    align: str,
+    row: Callable[[str, Dict], str],
+) -> List[str]:
     """A `### <model>` table per model: `head`, `align`, then row(set, its scores) for each set it has."""
     lines: List[str] = []
     for m in models:

@@ -14,18 +14,23 @@ from cald_asr.text.unknown import unknown_symbols
 __all__ = ["ScoreReport", "result_text", "score_files", "score_texts", "write_score_dir"]
 
 
-def score_files(ref: os.PathLike | str, hyp: os.PathLike | str, cer: bool = False,
-                utt2spk: Optional[os.PathLike | str] = None,
-                output_dir: Optional[os.PathLike | str] = None, tokenizer: Optional[Tokenizer] = None
-                ) -> Dict[str, object]:
+def score_files(
+    ref: os.PathLike | str,
+    hyp: os.PathLike | str,
+    cer: bool = False,
+    utt2spk: Optional[os.PathLike | str] = None,
+    output_dir: Optional[os.PathLike | str] = None,
+    tokenizer: Optional[Tokenizer] = None,
+) -> Dict[str, object]:
     """Score Kaldi `text` files; returns ScoreReport.as_dict() (Snt, Wrd, Corr, Sub, Del, Ins, Err, S.Err
     and raw counts), writing ref.trn, hyp.trn and result.txt to output_dir when given.
 
     With the model's `tokenizer`, the result also holds `ref_unknown` (n_tokens, n_unknown, symbols) and
     `warnings`: reference symbols outside its token list, which the model can never output."""
     refs = read_kv(ref, allow_empty_value=True)
-    report = score_texts(refs, read_kv(hyp, allow_empty_value=True), cer,
-                         read_kv(utt2spk) if utt2spk is not None else None)
+    report = score_texts(
+        refs, read_kv(hyp, allow_empty_value=True), cer, read_kv(utt2spk) if utt2spk is not None else None
+    )
     if output_dir is not None:
         write_score_dir(report, output_dir)
     out = report.as_dict()

@@ -19,8 +19,8 @@ from cald_asr.data.kaldi_dir import c_sort_key
 class ClassificationReport:
     n: int
     correct: int
-    accuracy: float                     # %
-    macro_f1: float                     # %
+    accuracy: float  # %
+    macro_f1: float  # %
     per_class: Dict[str, Dict[str, float]]  # label -> {precision, recall, f1 (%), support}
     missing: List[str] = field(default_factory=list)
     extra: List[str] = field(default_factory=list)
@@ -30,9 +30,16 @@ class ClassificationReport:
         return 100.0 - self.accuracy
 
     def as_dict(self) -> Dict[str, object]:
-        return {"n": self.n, "correct": self.correct, "accuracy": self.accuracy, "error": self.error,
-                "macro_f1": self.macro_f1, "per_class": self.per_class, "missing": self.missing,
-                "extra": self.extra}
+        return {
+            "n": self.n,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "error": self.error,
+            "macro_f1": self.macro_f1,
+            "per_class": self.per_class,
+            "missing": self.missing,
+            "extra": self.extra,
+        }
 
 
 def accuracy(refs: Sequence, hyps: Sequence) -> float:
@@ -55,9 +62,12 @@ def per_class_scores(refs: Sequence, hyps: Sequence, labels: Optional[Sequence] 
         fn = sum(r == c and h != c for r, h in zip(refs, hyps))
         if tp + fp + fn == 0:
             continue  # absent from both: no F1 to average
-        out[str(c)] = {"precision": 100.0 * tp / (tp + fp) if tp + fp else 0.0,
-                       "recall": 100.0 * tp / (tp + fn) if tp + fn else 0.0,
-                       "f1": 100.0 * 2 * tp / (2 * tp + fp + fn), "support": tp + fn}
+        out[str(c)] = {
+            "precision": 100.0 * tp / (tp + fp) if tp + fp else 0.0,
+            "recall": 100.0 * tp / (tp + fn) if tp + fn else 0.0,
+            "f1": 100.0 * 2 * tp / (2 * tp + fp + fn),
+            "support": tp + fn,
+        }
     return out
 
 
@@ -69,8 +79,9 @@ def macro_f1(refs: Sequence, hyps: Sequence, labels: Optional[Sequence] = None) 
     return sum(s["f1"] for s in scores.values()) / len(scores)
 
 
-def score_labels(ref: Mapping[str, str], hyp: Mapping[str, str],
-                 labels: Optional[Sequence[str]] = None) -> ClassificationReport:
+def score_labels(
+    ref: Mapping[str, str], hyp: Mapping[str, str], labels: Optional[Sequence[str]] = None
+) -> ClassificationReport:
     """Score hypotheses keyed by utterance id against references keyed the same way."""
     utts = sorted(ref, key=c_sort_key)
     if not utts:
@@ -81,6 +92,12 @@ def score_labels(ref: Mapping[str, str], hyp: Mapping[str, str],
     h = [hyp.get(u) for u in utts]  # None: never equal to a reference label
     per_class = per_class_scores(r, h, labels if labels is not None else sorted(set(r) | {x for x in h if x}))
     correct = sum(a == b for a, b in zip(r, h))
-    return ClassificationReport(len(utts), correct, 100.0 * correct / len(utts),
-                                sum(s["f1"] for s in per_class.values()) / max(len(per_class), 1),
-                                per_class, missing, extra)
+    return ClassificationReport(
+        len(utts),
+        correct,
+        100.0 * correct / len(utts),
+        sum(s["f1"] for s in per_class.values()) / max(len(per_class), 1),
+        per_class,
+        missing,
+        extra,
+    )

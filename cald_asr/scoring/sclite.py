@@ -26,8 +26,10 @@ def trn_lines(report: ScoreReport, side: str) -> List[str]:
 
 def _row(name: str, t: Totals) -> str:
     p = t.percentages()
-    return (f"| {name:<10s}| {t.snt:6d} {t.wrd:7d} | {p['corr']:6.1f} {p['sub']:6.1f} {p['del']:6.1f} "
-            f"{p['ins']:6.1f} {p['err']:6.1f} {p['s_err']:6.1f} |")
+    return (
+        f"| {name:<10s}| {t.snt:6d} {t.wrd:7d} | {p['corr']:6.1f} {p['sub']:6.1f} {p['del']:6.1f} "
+        f"{p['ins']:6.1f} {p['err']:6.1f} {p['s_err']:6.1f} |"
+    )
 
 
 def summary_table(report: ScoreReport, title: str) -> List[str]:
@@ -36,8 +38,15 @@ def summary_table(report: ScoreReport, title: str) -> List[str]:
     width = len(header)
     rule = "|" + "-" * (width - 2) + "|"
     double = "|" + "=" * (width - 2) + "|"
-    lines = [f"{'SYSTEM SUMMARY PERCENTAGES by SPEAKER':^{width}s}", "",
-             "," + "-" * (width - 2) + ".", f"|{title:^{width - 2}s}|", rule, header, rule]
+    lines = [
+        f"{'SYSTEM SUMMARY PERCENTAGES by SPEAKER':^{width}s}",
+        "",
+        "," + "-" * (width - 2) + ".",
+        f"|{title:^{width - 2}s}|",
+        rule,
+        header,
+        rule,
+    ]
     lines += [_row(spk, report.totals(spk)) for spk in report.speakers()]
     lines += [double, _row("Sum/Avg", report.totals()), double]
     return lines
@@ -58,8 +67,13 @@ def alignment_block(u: UttScore) -> List[str]:
     lines = [f"id: {trn_id(u)}"]
     if u.missing:
         lines.append("Note: no hypothesis for this utterance (scored as all deletions)")
-    lines += [f"Scores: (#C #S #D #I) {u.count(CORRECT)} {u.count('S')} {u.count(DEL)} {u.count(INS)}",
-              "REF:  " + " ".join(ref), "HYP:  " + " ".join(hyp), ("Eval: " + " ".join(ev)).rstrip(), ""]
+    lines += [
+        f"Scores: (#C #S #D #I) {u.count(CORRECT)} {u.count('S')} {u.count(DEL)} {u.count(INS)}",
+        "REF:  " + " ".join(ref),
+        "HYP:  " + " ".join(hyp),
+        ("Eval: " + " ".join(ev)).rstrip(),
+        "",
+    ]
     return lines
 
 
@@ -67,8 +81,11 @@ def result_text(report: ScoreReport, title: str = "hyp.trn") -> str:
     t = report.totals()
     unit = "characters" if report.cer else "words"
     lines = summary_table(report, title)
-    lines += ["", f"Counts ({unit}): Snt {t.snt}  Wrd {t.wrd}  Corr {t.corr}  Sub {t.sub}  Del {t.dels}  "
-                  f"Ins {t.ins}  Err {t.err}  S.Err {t.snt_err}"]
+    lines += [
+        "",
+        f"Counts ({unit}): Snt {t.snt}  Wrd {t.wrd}  Corr {t.corr}  Sub {t.sub}  Del {t.dels}  "
+        f"Ins {t.ins}  Err {t.err}  S.Err {t.snt_err}",
+    ]
     if report.missing:
         lines.append(f"Missing hypotheses ({len(report.missing)}, scored as deletions): {' '.join(report.missing)}")
     if report.extra:

@@ -74,8 +74,14 @@ class Totals:
         def pct(n: int, d: int) -> float:
             return 100.0 * n / d if d else (0.0 if n == 0 else float("inf"))
 
-        return {"corr": pct(self.corr, self.wrd), "sub": pct(self.sub, self.wrd), "del": pct(self.dels, self.wrd),
-                "ins": pct(self.ins, self.wrd), "err": pct(self.err, self.wrd), "s_err": pct(self.snt_err, self.snt)}
+        return {
+            "corr": pct(self.corr, self.wrd),
+            "sub": pct(self.sub, self.wrd),
+            "del": pct(self.dels, self.wrd),
+            "ins": pct(self.ins, self.wrd),
+            "err": pct(self.err, self.wrd),
+            "s_err": pct(self.snt_err, self.snt),
+        }
 
 
 @dataclass
@@ -101,10 +107,20 @@ class ScoreReport:
     def as_dict(self) -> Dict[str, object]:
         """The numbers RESULTS.md reports: Snt, Wrd (counts), Corr..S.Err (percentages), raw counts."""
         t = self.totals()
-        return {"snt": t.snt, "wrd": t.wrd, **t.percentages(),
-                "n_corr": t.corr, "n_sub": t.sub, "n_del": t.dels, "n_ins": t.ins, "n_err": t.err,
-                "n_snt_err": t.snt_err, "missing": self.missing, "extra": list(self.extra),
-                "unit": "char" if self.cer else "word"}
+        return {
+            "snt": t.snt,
+            "wrd": t.wrd,
+            **t.percentages(),
+            "n_corr": t.corr,
+            "n_sub": t.sub,
+            "n_del": t.dels,
+            "n_ins": t.ins,
+            "n_err": t.err,
+            "n_snt_err": t.snt_err,
+            "missing": self.missing,
+            "extra": list(self.extra),
+            "unit": "char" if self.cer else "word",
+        }
 
 
 def speaker_of(utt: str, utt2spk: Optional[Mapping[str, str]]) -> str:
@@ -114,8 +130,9 @@ def speaker_of(utt: str, utt2spk: Optional[Mapping[str, str]]) -> str:
     return utt.split("-", 1)[0]
 
 
-def score_texts(refs: Mapping[str, str], hyps: Mapping[str, str], cer: bool = False,
-                utt2spk: Optional[Mapping[str, str]] = None) -> ScoreReport:
+def score_texts(
+    refs: Mapping[str, str], hyps: Mapping[str, str], cer: bool = False, utt2spk: Optional[Mapping[str, str]] = None
+) -> ScoreReport:
     """Align every reference utterance with its hypothesis; utterances in C-locale order."""
     utts = sorted(refs, key=c_sort_key)
     ref_units = [units(refs[u], cer) for u in utts]
@@ -129,8 +146,13 @@ def score_texts(refs: Mapping[str, str], hyps: Mapping[str, str], cer: bool = Fa
                 op = _JIWER_OPS[ch.type]
                 n = max(ch.ref_end_idx - ch.ref_start_idx, ch.hyp_end_idx - ch.hyp_start_idx)
                 for i in range(n):
-                    cols.append((op, r[ch.ref_start_idx + i] if op != INS else None,
-                                 h[ch.hyp_start_idx + i] if op != DEL else None))
+                    cols.append(
+                        (
+                            op,
+                            r[ch.ref_start_idx + i] if op != INS else None,
+                            h[ch.hyp_start_idx + i] if op != DEL else None,
+                        )
+                    )
             scores.append(UttScore(u, speaker_of(u, utt2spk), list(r), list(h), cols, missing=u not in hyps))
     extra = sorted((u for u in hyps if u not in refs), key=c_sort_key)
     return ScoreReport(scores, cer, extra)

@@ -11,10 +11,13 @@ from cald_asr.tasks.asr import ASRTask
 from cald_asr.tasks.base import StepNorm, Task, dev_outputs
 from cald_asr.tasks.text_classification import TextClassificationTask
 
-TASKS: Registry[type] = Registry("task", {
-    ASRTask.model_kind: ASRTask,
-    TextClassificationTask.model_kind: TextClassificationTask,
-})
+TASKS: Registry[type] = Registry(
+    "task",
+    {
+        ASRTask.model_kind: ASRTask,
+        TextClassificationTask.model_kind: TextClassificationTask,
+    },
+)
 
 __all__ = ["TASKS", "ASRTask", "StepNorm", "Task", "TextClassificationTask", "dev_outputs", "task_for"]
 

@@ -8,9 +8,9 @@ import jiwer
 import torch
 
 from cald_asr.decode.ctc_greedy import ctc_greedy
+from cald_asr.frontend.specaug import SpecAugment
 from cald_asr.models.asr_ctc import ASRCTCModel
 from cald_asr.tasks.base import Task, dev_outputs
-from cald_asr.frontend.specaug import SpecAugment
 
 
 class ASRTask(Task):

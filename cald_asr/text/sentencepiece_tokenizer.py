@@ -42,12 +42,20 @@ class SentencePieceTokenizer(Tokenizer):
 
     def pieces(self) -> List[str]:
         """All real pieces of the model in id order (its control and unknown symbols excluded)."""
-        return [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())
-                if not (self.sp.is_control(i) or self.sp.is_unknown(i))]
+        return [
+            self.sp.id_to_piece(i)
+            for i in range(self.sp.get_piece_size())
+            if not (self.sp.is_control(i) or self.sp.is_unknown(i))
+        ]
 
 
-def train_sentencepiece(texts: Iterable[str], model_prefix: os.PathLike | str, vocab_size: int,
-                        model_type: str = "unigram", character_coverage: float = 1.0) -> Path:
+def train_sentencepiece(
+    texts: Iterable[str],
+    model_prefix: os.PathLike | str,
+    vocab_size: int,
+    model_type: str = "unigram",
+    character_coverage: float = 1.0,
+) -> Path:
     """Train `<model_prefix>.model` on the given transcripts; returns the model path.
 
     Only `<unk>` is reserved (id 0): `<blank>` and `<sos/eos>` belong to the token list, not to the model.
@@ -63,10 +71,21 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: os.PathLike | str, v
     prefix.parent.mkdir(parents=True, exist_ok=True)
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences), model_prefix=str(prefix), vocab_size=int(vocab_size),
-            model_type=model_type, character_coverage=character_coverage, unk_id=0, bos_id=-1, eos_id=-1,
-            pad_id=-1, unk_surface="<unk>", num_threads=1, input_sentence_size=10_000_000, shuffle_input_sentence=False,
-            minloglevel=2)
+            sentence_iterator=iter(sentences),
+            model_prefix=str(prefix),
+            vocab_size=int(vocab_size),
+            model_type=model_type,
+            character_coverage=character_coverage,
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            unk_surface="<unk>",
+            num_threads=1,
+            input_sentence_size=10_000_000,
+            shuffle_input_sentence=False,
+            minloglevel=2,
+        )
     except RuntimeError as e:
         raise ValueError(f"sentencepiece training with vocab_size={vocab_size} failed: {e}") from None
     return Path(str(prefix) + ".model")

@@ -24,8 +24,7 @@ class TokenList:
     def __init__(self, tokens: Sequence[str], source: str = "<memory>"):
         tokens = list(tokens)
         if len(tokens) < 2 or tokens[0] != BLANK or tokens[1] != UNK:
-            raise TokenListError(f"{source}: must start with '{BLANK}' (id 0) and '{UNK}' (id 1), "
-                                 f"got {tokens[:2]}")
+            raise TokenListError(f"{source}: must start with '{BLANK}' (id 0) and '{UNK}' (id 1), got {tokens[:2]}")
         seen: Dict[str, int] = {}
         for i, tok in enumerate(tokens):
             if not tok or any(c.isspace() for c in tok):

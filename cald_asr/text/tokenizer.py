@@ -13,12 +13,10 @@ class Tokenizer(ABC):
         self.token_list = token_list
 
     @abstractmethod
-    def text2tokens(self, text: str) -> List[str]:
-        ...
+    def text2tokens(self, text: str) -> List[str]: ...
 
     @abstractmethod
-    def tokens2text(self, tokens: Iterable[str]) -> str:
-        ...
+    def tokens2text(self, tokens: Iterable[str]) -> str: ...
 
     def _require_token_list(self) -> TokenList:
         if self.token_list is None:

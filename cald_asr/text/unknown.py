@@ -15,9 +15,9 @@ MAX_LISTED = 20
 
 @dataclass
 class UnknownSymbols:
-    n_tokens: int                # tokens in all texts together
-    counts: Dict[str, int]       # symbol -> times it became <unk>, most frequent first
-    ids: List[List[int]]         # every text's ids, in the order given (what encode returns)
+    n_tokens: int  # tokens in all texts together
+    counts: Dict[str, int]  # symbol -> times it became <unk>, most frequent first
+    ids: List[List[int]]  # every text's ids, in the order given (what encode returns)
 
     @property
     def n_unknown(self) -> int:
@@ -34,8 +34,10 @@ class UnknownSymbols:
         return ", ".join(listed) + (f", ... ({more} more symbols)" if more > 0 else "")
 
     def message(self, source) -> str:
-        return (f"{source}: {self.n_unknown} of {self.n_tokens} tokens ({100 * self.share:.2f} %) are not in the "
-                f"token list and become <unk>: {self.symbols()}")
+        return (
+            f"{source}: {self.n_unknown} of {self.n_tokens} tokens ({100 * self.share:.2f} %) are not in the "
+            f"token list and become <unk>: {self.symbols()}"
+        )
 
     def as_dict(self) -> Dict[str, object]:
         return {"n_tokens": self.n_tokens, "n_unknown": self.n_unknown, "symbols": dict(self.counts)}

@@ -32,9 +32,11 @@ class CheckpointError(ValueError):
 def rng_state() -> Dict[str, Any]:
     """This process's random generators: torch's CPU one, CUDA's (where a device is in use), numpy, python."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
-                                                       has_gauss, gauss],
-             "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state().cpu()
     return state
@@ -109,8 +111,9 @@ def _read(path: Path, device: torch.device) -> Dict[str, Any]:
     return ck
 
 
-def load_checkpoint(path: os.PathLike | str, device: torch.device = torch.device("cpu"),
-                    log: logging.Logger = logger) -> Dict[str, Any]:
+def load_checkpoint(
+    path: os.PathLike | str, device: torch.device = torch.device("cpu"), log: logging.Logger = logger
+) -> Dict[str, Any]:
     """The latest checkpoint at `path`, or the previous one (with a warning to `log`) when the latest is
     unreadable."""
     path = Path(path)
@@ -124,6 +127,7 @@ def load_checkpoint(path: os.PathLike | str, device: torch.device = torch.device
             ck = _read(prev, device)
         except CheckpointError as older:
             raise CheckpointError(f"{latest}; the previous one is unusable too: {older}") from None
-        log.warning("%s; resuming from the previous checkpoint %s (step %s) instead", latest, prev,
-                       ck["state"].get("step"))
+        log.warning(
+            "%s; resuming from the previous checkpoint %s (step %s) instead", latest, prev, ck["state"].get("step")
+        )
         return ck

@@ -31,12 +31,16 @@ class _Yaml12Loader(yaml.SafeLoader):
 
 _Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                     |\.[0-9_]+(?:[eE][-+][0-9]+)?
                     |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+                    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def yaml_load(text: str) -> Any:
@@ -45,10 +49,12 @@ def yaml_load(text: str) -> Any:
 
 # ------------------------------------------------------------------------------------- option types
 
+
 @dataclass(frozen=True)
 class Spec:
     """An option's allowed values: any of `types` (bool, int, float, str, list, dict), of `choices` (literal
     values), or None when `optional`. float accepts an int; int and float never accept a bool."""
+
     types: Tuple[type, ...] = ()
     choices: Tuple[Any, ...] = ()
     optional: bool = False
@@ -70,8 +76,14 @@ class Spec:
         return False
 
     def describe(self) -> str:
-        names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
-                 dict: "a mapping"}
+        names = {
+            bool: "true or false",
+            int: "an integer",
+            float: "a number",
+            str: "a string",
+            list: "a list",
+            dict: "a mapping",
+        }
         parts = [names.get(t, t.__name__) for t in self.types] + [repr(c) for c in self.choices]
         if self.optional:
             parts.append("null")
@@ -81,12 +93,14 @@ class Spec:
 @dataclass(frozen=True)
 class Fixed:
     """A mapping whose keys are fixed (optim_conf, scheduler_conf): each key has its Spec."""
+
     keys: Dict[str, "OptionSpec"]
 
 
 @dataclass(frozen=True)
 class Mapping:
     """A mapping with free keys whose values all have one Spec (lr_scale: pattern -> factor)."""
+
     value: Spec
 
 
@@ -179,8 +193,12 @@ def load_yaml(path: str | Path) -> Dict[str, Any]:
     return data
 
 
-def apply_overrides(config: Dict[str, Any], overrides: Sequence[str], defaults: Dict[str, Any],
-                    specs: Optional[Dict[str, OptionSpec]] = None) -> Dict[str, Any]:
+def apply_overrides(
+    config: Dict[str, Any],
+    overrides: Sequence[str],
+    defaults: Dict[str, Any],
+    specs: Optional[Dict[str, OptionSpec]] = None,
+) -> Dict[str, Any]:
     """Apply ['--key', 'value', '--a.b', 'value', ...] to a copy of config; keys must exist in defaults, and
     values fit `specs` where given."""
     out = copy.deepcopy(config)
@@ -208,8 +226,9 @@ def apply_overrides(config: Dict[str, Any], overrides: Sequence[str], defaults: 
     return out
 
 
-def merge_with_defaults(config: Dict[str, Any], defaults: Dict[str, Any], source: str,
-                        specs: Optional[Dict[str, OptionSpec]] = None) -> Dict[str, Any]:
+def merge_with_defaults(
+    config: Dict[str, Any], defaults: Dict[str, Any], source: str, specs: Optional[Dict[str, OptionSpec]] = None
+) -> Dict[str, Any]:
     unknown = sorted(set(config) - set(defaults))
     if unknown:
         raise ConfigError(f"{source}: unknown option(s) {unknown}")

@@ -41,7 +41,7 @@ def init_distributed(use_cuda: bool) -> DistInfo:
 
 def shard(batch: Sequence[int], info: DistInfo) -> List[int]:
     """This rank's share of a global batch (every rank sees the same global batches)."""
-    return list(batch[info.rank::info.world_size])
+    return list(batch[info.rank :: info.world_size])
 
 
 def all_true(flag: bool, info: DistInfo) -> bool:

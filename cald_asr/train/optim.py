@@ -14,8 +14,9 @@ from cald_asr.registry import Registry
 NO_DECAY_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.Embedding)
 
 
-def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = None,
-                 lr_scale: Optional[Dict[str, float]] = None) -> Iterable[Dict[str, Any]]:
+def param_groups(
+    model: nn.Module, weight_decay: float, lr: Optional[float] = None, lr_scale: Optional[Dict[str, float]] = None
+) -> Iterable[Dict[str, Any]]:
     """Biases, norm weights, embeddings and 1-element parameters (SSM A/D/dt terms are vectors: decayed
     like weights would shrink their dynamics) go without weight decay.
 
@@ -34,8 +35,12 @@ def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = No
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            no_decay = (isinstance(module, NO_DECAY_TYPES) or name.endswith("bias") or p.ndim < 2
-                        or "norm" in type(module).__name__.lower())
+            no_decay = (
+                isinstance(module, NO_DECAY_TYPES)
+                or name.endswith("bias")
+                or p.ndim < 2
+                or "norm" in type(module).__name__.lower()
+            )
             scale = 1.0
             for pattern, factor in lr_scale.items():
                 if fnmatch.fnmatchcase(names.get(id(p), name), pattern):
@@ -45,8 +50,10 @@ def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = No
             groups.setdefault((no_decay, scale), []).append(p)
     unused = sorted(set(lr_scale) - used)
     if unused:
-        raise ValueError(f"lr_scale patterns match no parameter: {unused} "
-                         f"(parameter names look like {next(iter(names.values()), '?')!r})")
+        raise ValueError(
+            f"lr_scale patterns match no parameter: {unused} "
+            f"(parameter names look like {next(iter(names.values()), '?')!r})"
+        )
     out = []
     for (no_decay, scale), params in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         g = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
@@ -61,15 +68,20 @@ def adamw(model: nn.Module, conf: Dict[str, Any]) -> torch.optim.Optimizer:
     wd = float(conf.pop("weight_decay", 0.0))
     lr_scale = conf.pop("lr_scale", None)
     # YAML 1.1 leaves "1e-3" a string: numbers are coerced here rather than failing inside torch
-    kwargs = {k: (tuple(float(x) for x in v) if isinstance(v, list) else float(v) if k in ("lr", "eps") else v)
-              for k, v in conf.items()}
+    kwargs = {
+        k: (tuple(float(x) for x in v) if isinstance(v, list) else float(v) if k in ("lr", "eps") else v)
+        for k, v in conf.items()
+    }
     return torch.optim.AdamW(param_groups(model, wd, kwargs.get("lr"), lr_scale), **kwargs)
 
 
 # optim: name -> (model, optim_conf) -> optimizer
-OPTIMIZERS: Registry[Callable[[nn.Module, Dict[str, Any]], torch.optim.Optimizer]] = Registry("optim", {
-    "adamw": adamw,
-})
+OPTIMIZERS: Registry[Callable[[nn.Module, Dict[str, Any]], torch.optim.Optimizer]] = Registry(
+    "optim",
+    {
+        "adamw": adamw,
+    },
+)
 
 
 def build_optimizer(model: nn.Module, name: str, conf: Dict[str, Any]) -> torch.optim.Optimizer:
@@ -84,7 +96,7 @@ def constant(step: int, conf: Dict[str, Any], max_steps: int) -> float:
 def warmuplr(step: int, conf: Dict[str, Any], max_steps: int) -> float:
     """ESPnet's Noam-style warm-up then inverse square root."""
     w = max(int(conf.get("warmup_steps", 0)), 1)
-    return w ** 0.5 * min((step + 1) ** -0.5, (step + 1) * w ** -1.5)
+    return w**0.5 * min((step + 1) ** -0.5, (step + 1) * w**-1.5)
 
 
 def warmup_exp(step: int, conf: Dict[str, Any], max_steps: int) -> float:
@@ -98,11 +110,14 @@ def warmup_exp(step: int, conf: Dict[str, Any], max_steps: int) -> float:
 
 
 # scheduler: name -> (0-based step, scheduler_conf, max_steps) -> multiplier of the base lr
-SCHEDULERS: Registry[Callable[[int, Dict[str, Any], int], float]] = Registry("scheduler", {
-    "constant": constant,
-    "warmuplr": warmuplr,
-    "warmup_exp": warmup_exp,
-})
+SCHEDULERS: Registry[Callable[[int, Dict[str, Any], int], float]] = Registry(
+    "scheduler",
+    {
+        "constant": constant,
+        "warmuplr": warmuplr,
+        "warmup_exp": warmup_exp,
+    },
+)
 
 
 def lr_factor(step: int, name: str, conf: Dict[str, Any], max_steps: int) -> float:

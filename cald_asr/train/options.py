@@ -6,19 +6,19 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from cald_asr.distill.guides import STRATEGIES
+from cald_asr.frontend.specaug import SpecAugment
 from cald_asr.mixers.registry import MIXERS
 from cald_asr.precision import DTYPES
 from cald_asr.train.config import Fixed, Mapping, OptionSpec, Spec, keyword_specs, spec_of
 from cald_asr.train.optim import OPTIMIZERS, SCHEDULERS
-from cald_asr.frontend.specaug import SpecAugment
 
 DEFAULTS: Dict[str, Any] = {
-    "seed": 0,                   # rank r of a multi-process run seeds its augmentation and dropout with seed + r
-    "dtype": "float32",          # float64: the whole run in double precision (equality checks, see precision.py)
+    "seed": 0,  # rank r of a multi-process run seeds its augmentation and dropout with seed + r
+    "dtype": "float32",  # float64: the whole run in double precision (equality checks, see precision.py)
     "max_steps": 1000,
-    "batch_bins": 1_600_000,     # cap on padded input size per global batch: batch size x longest input
+    "batch_bins": 1_600_000,  # cap on padded input size per global batch: batch size x longest input
     "max_batch_size": 64,
-    "max_unk_share": 0.01,       # ASR: transcript symbols outside the token list above this share: an error
+    "max_unk_share": 0.01,  # ASR: transcript symbols outside the token list above this share: an error
     "accum_grad": 1,
     "optim": "adamw",
     # lr_scale: {name pattern: lr multiplier}, e.g. {"*.E.weight": 50} (cald_asr/train/optim.py)
@@ -29,14 +29,14 @@ DEFAULTS: Dict[str, Any] = {
     "specaug": False,
     "specaug_conf": {},
     "valid_every": 200,
-    "valid_batch_bins": None,    # default: batch_bins
-    "snapshot_every": 0,         # > 0: save snapshots/step_<N>/ (waypoints for a later CALD run)
+    "valid_batch_bins": None,  # default: batch_bins
+    "snapshot_every": 0,  # > 0: save snapshots/step_<N>/ (waypoints for a later CALD run)
     "checkpoint_every": 100,
     "log_every": 10,
     "max_nonfinite_in_a_row": 10,
-    "stop_after": None,          # leave the loop after this many steps as if killed (resume tests)
-    "num_threads": 0,            # torch threads; 0 keeps torch's default
-    "position_limit": None,      # recurrent students: clamp absolute positions at N frames, or "auto" (see below)
+    "stop_after": None,  # leave the loop after this many steps as if killed (resume tests)
+    "num_threads": 0,  # torch threads; 0 keeps torch's default
+    "position_limit": None,  # recurrent students: clamp absolute positions at N frames, or "auto" (see below)
     # CALD (stage 6); strategy null = plain task training
     "strategy": None,
     "alpha_layer": 15.0,
@@ -44,9 +44,9 @@ DEFAULTS: Dict[str, Any] = {
     "temperature": 2.0,
     "teacher_mode": "eval",
     "cache_teacher": False,
-    "switch_off_step": None,     # hybrid
-    "teacher_lr": None,          # trajectory (default: the student's lr)
-    "update_every": 1,           # trajectory T_u
+    "switch_off_step": None,  # hybrid
+    "teacher_lr": None,  # trajectory (default: the student's lr)
+    "update_every": 1,  # trajectory T_u
     "mixer": None,
     "mixer_conf": {},
 }
@@ -58,11 +58,19 @@ OPTION_SPECS: Dict[str, OptionSpec] = {
     **{k: spec_of(v) for k, v in DEFAULTS.items()},
     "dtype": Spec(choices=tuple(DTYPES)),
     "optim": Spec(choices=tuple(OPTIMIZERS)),
-    "optim_conf": Fixed({"lr": Spec((float,)), "betas": Spec((list,)), "eps": Spec((float,)),
-                         "weight_decay": Spec((float,)), "lr_scale": Mapping(Spec((float,)))}),
+    "optim_conf": Fixed(
+        {
+            "lr": Spec((float,)),
+            "betas": Spec((list,)),
+            "eps": Spec((float,)),
+            "weight_decay": Spec((float,)),
+            "lr_scale": Mapping(Spec((float,))),
+        }
+    ),
     "scheduler": Spec(choices=tuple(SCHEDULERS)),
-    "scheduler_conf": Fixed({"warmup_steps": Spec((int,)), "final_lr_ratio": Spec((float,)),
-                             "decay_steps": Spec((int,), optional=True)}),
+    "scheduler_conf": Fixed(
+        {"warmup_steps": Spec((int,)), "final_lr_ratio": Spec((float,)), "decay_steps": Spec((int,), optional=True)}
+    ),
     "specaug_conf": keyword_specs(SpecAugment),
     "valid_batch_bins": Spec((int,), optional=True),
     "max_unk_share": Spec((float,), optional=True),
@@ -88,5 +96,13 @@ def mixer_conf_spec(mixer: str) -> Fixed:
 
 
 # Options that only change what is logged or how often: a resumed run may change them freely.
-RESUME_FREE_KEYS = ("log_every", "valid_every", "checkpoint_every", "snapshot_every", "num_threads",
-                    "valid_batch_bins", "stop_after", "max_nonfinite_in_a_row")
+RESUME_FREE_KEYS = (
+    "log_every",
+    "valid_every",
+    "checkpoint_every",
+    "snapshot_every",
+    "num_threads",
+    "valid_batch_bins",
+    "stop_after",
+    "max_nonfinite_in_a_row",
+)

@@ -28,8 +28,10 @@ def apply_position_limit(model: nn.Module, setting, lengths: Sequence[int]) -> O
     if enc is None or not hasattr(enc, "set_position_limit"):
         raise ValueError(f"position_limit: the encoder {type(enc).__name__} has no absolute position table to limit")
     if not any(isinstance(m, (Mamba, Mamba2)) for m in enc.modules()):
-        raise ValueError("position_limit is for recurrent (Mamba/Mamba2) students: an attention or Linformer "
-                         "encoder reads order from its positions alone")
+        raise ValueError(
+            "position_limit is for recurrent (Mamba/Mamba2) students: an attention or Linformer "
+            "encoder reads order from its positions alone"
+        )
     if setting == "auto":
         frames = model.output_lengths(torch.tensor(list(lengths), dtype=torch.long)).float()
         limit = max(1, int(torch.quantile(frames, POSITION_LIMIT_QUANTILE).ceil()))

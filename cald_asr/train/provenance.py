@@ -20,8 +20,18 @@ from cald_asr.train.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME, Checkpoint
 from cald_asr.train.options import RESUME_FREE_KEYS
 
 MODEL_FILES = ("config.yaml", "model.safetensors")
-DATA_FILES = ("text", "wav.scp", "feats.scp", "segments", "utt2num_samples", "utt2num_frames", "feats_type",
-              "token_ids", "utt2num_tokens", "label")
+DATA_FILES = (
+    "text",
+    "wav.scp",
+    "feats.scp",
+    "segments",
+    "utt2num_samples",
+    "utt2num_frames",
+    "feats_type",
+    "token_ids",
+    "utt2num_tokens",
+    "label",
+)
 
 
 def files_fingerprint(paths: Iterable[Path]) -> str:
@@ -52,8 +62,9 @@ def snapshots_fingerprint(snapshot_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def run_inputs(models: Dict[str, Optional[Path]], snapshot_dir: Optional[Path], train_data: Path,
-               valid_data: Path) -> Dict[str, str]:
+def run_inputs(
+    models: Dict[str, Optional[Path]], snapshot_dir: Optional[Path], train_data: Path, valid_data: Path
+) -> Dict[str, str]:
     """{role: fingerprint} for the model dirs a run reads (None = not read), its snapshots and data dirs."""
     inputs = {role: model_fingerprint(Path(d)) for role, d in models.items() if d is not None}
     if snapshot_dir is not None:
@@ -63,8 +74,12 @@ def run_inputs(models: Dict[str, Optional[Path]], snapshot_dir: Optional[Path], 
     return inputs
 
 
-def run_differences(saved_cfg: Optional[Dict[str, Any]], cfg: Dict[str, Any],
-                    saved_inputs: Optional[Dict[str, Any]], inputs: Optional[Dict[str, Any]]) -> List[str]:
+def run_differences(
+    saved_cfg: Optional[Dict[str, Any]],
+    cfg: Dict[str, Any],
+    saved_inputs: Optional[Dict[str, Any]],
+    inputs: Optional[Dict[str, Any]],
+) -> List[str]:
     """What differs between the run that wrote a checkpoint (or finished) and this one, in anything that shapes
     training: the options (model, optimiser, schedule, data) and the inputs' fingerprints (start model,
     teacher, snapshots, data dirs). Parts the earlier run did not record (None) are not compared."""
@@ -74,19 +89,19 @@ def run_differences(saved_cfg: Optional[Dict[str, Any]], cfg: Dict[str, Any],
         diff += [f"{k}: {saved_cfg.get(k)!r} -> {cfg.get(k)!r}" for k in keys if saved_cfg.get(k) != cfg.get(k)]
     if saved_inputs is not None and inputs is not None:
         keys = sorted(set(saved_inputs) | set(inputs))
-        diff += [f"{k}: {saved_inputs.get(k)} -> {inputs.get(k)}" for k in keys
-                 if saved_inputs.get(k) != inputs.get(k)]
+        diff += [f"{k}: {saved_inputs.get(k)} -> {inputs.get(k)}" for k in keys if saved_inputs.get(k) != inputs.get(k)]
     return diff
 
 
-def check_resumable(ck: Dict[str, Any], cfg: Dict[str, Any], inputs: Optional[Dict[str, Any]],
-                    path: Path) -> None:
+def check_resumable(ck: Dict[str, Any], cfg: Dict[str, Any], inputs: Optional[Dict[str, Any]], path: Path) -> None:
     """Refuse to resume under other options or inputs: the optimiser state alone would fail with an unreadable
     error or, worse, load and train something else than either run describes."""
     diff = run_differences(ck.get("config"), cfg, ck.get("inputs"), inputs)
     if diff:
-        raise CheckpointError(f"{path} was written by a run with other options or inputs ({'; '.join(diff[:6])}); "
-                              f"resume with the same ones, or retrain from the start with --force")
+        raise CheckpointError(
+            f"{path} was written by a run with other options or inputs ({'; '.join(diff[:6])}); "
+            f"resume with the same ones, or retrain from the start with --force"
+        )
 
 
 DONE_NAME = ".done"

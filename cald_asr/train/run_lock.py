@@ -78,11 +78,15 @@ class RunLock:
         if not holder or "pid" not in holder or "host" not in holder:
             raise RunLockError(f"{self.path}: unreadable lock file; if no run uses this dir, remove it")
         if holder["host"] != self.me["host"]:
-            raise RunLockError(f"{self.path.parent} is locked by {_describe(holder)}, another host: this host cannot "
-                               f"tell whether that run is alive. If it is not, remove {self.path}")
+            raise RunLockError(
+                f"{self.path.parent} is locked by {_describe(holder)}, another host: this host cannot "
+                f"tell whether that run is alive. If it is not, remove {self.path}"
+            )
         if _alive(int(holder["pid"])):
-            raise RunLockError(f"{self.path.parent} is in use by {_describe(holder)}: one run per experiment dir "
-                               f"(lock file {self.path})")
+            raise RunLockError(
+                f"{self.path.parent} is in use by {_describe(holder)}: one run per experiment dir "
+                f"(lock file {self.path})"
+            )
         # the holder died without releasing: move its lock aside, then check that what moved was that lock
         stale = self.path.with_name(f"{LOCK_NAME}.stale{os.getpid()}")
         try:

@@ -36,8 +36,15 @@ from cald_asr.distill.losses import layer_loss_sum, logits_kl_sum
 from cald_asr.models.model_file import save_model
 from cald_asr.precision import run_dtype
 from cald_asr.tasks import StepNorm, Task, task_for
-from cald_asr.train.checkpoint import (CHECKPOINT_NAME, has_checkpoint, load_checkpoint, rank_rng_state, rng_state,
-                                       save_checkpoint, set_rng_state)
+from cald_asr.train.checkpoint import (
+    CHECKPOINT_NAME,
+    has_checkpoint,
+    load_checkpoint,
+    rank_rng_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from cald_asr.train.distributed import DistInfo, all_true, barrier, gather_objects, shard
 from cald_asr.train.optim import build_optimizer, build_scheduler
 from cald_asr.train.options import DEFAULTS, OPTION_SPECS, mixer_conf_spec
@@ -45,8 +52,17 @@ from cald_asr.train.position_limit import apply_position_limit
 from cald_asr.train.provenance import DONE_NAME, check_resumable, write_done
 from cald_asr.train.report import Scalars, get_logger
 
-__all__ = ["DEFAULTS", "OPTION_SPECS", "StepNorm", "compute_loss", "mixer_conf_spec", "rank_seed", "set_seed",
-           "train", "validate"]
+__all__ = [
+    "DEFAULTS",
+    "OPTION_SPECS",
+    "StepNorm",
+    "compute_loss",
+    "mixer_conf_spec",
+    "rank_seed",
+    "set_seed",
+    "train",
+    "validate",
+]
 
 
 def set_seed(seed: int) -> None:
@@ -61,8 +77,16 @@ def rank_seed(seed: int, rank: int) -> int:
     return int(seed) + int(rank)
 
 
-def compute_loss(model: nn.Module, batch: Dict[str, Any], cfg: Dict[str, Any], guide: Optional[Guide],
-                 step: int, norm: StepNorm, weight: float = 1.0, task: Optional[Task] = None):
+def compute_loss(
+    model: nn.Module,
+    batch: Dict[str, Any],
+    cfg: Dict[str, Any],
+    guide: Optional[Guide],
+    step: int,
+    norm: StepNorm,
+    weight: float = 1.0,
+    task: Optional[Task] = None,
+):
     """-> (loss to backpropagate, {term: summed value}) for one micro-batch."""
     task = task or task_for(model)
     out = model(*model_inputs(batch))
@@ -94,6 +118,7 @@ def _frames(model: nn.Module, lengths: Sequence[int]) -> int:
 @dataclass
 class Run:
     """Everything one training run works with, made by setup_run (icefall passes such a `params` around)."""
+
     cfg: Dict[str, Any]
     task: Task
     model: nn.Module
@@ -124,6 +149,7 @@ class Run:
 @dataclass
 class Meter:
     """Sums of the logged terms since the last log line, and the rate's reference point."""
+
     sums: Dict[str, float] = field(default_factory=dict)
     t0: float = field(default_factory=time.time)
     steps_at_t0: int = 0
@@ -148,23 +174,61 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
     if limit is not None:
         log.info(f"positions clamped from frame {limit} on (position_limit: {cfg['position_limit']})")
         # the saved config must rebuild the clamped encoder
-        model_fields = {**model_fields, "encoder_conf": {**model_fields.get("encoder_conf", {}),
-                                                         "position_limit": limit}}
+        model_fields = {
+            **model_fields,
+            "encoder_conf": {**model_fields.get("encoder_conf", {}), "position_limit": limit},
+        }
     model.to(device, dtype).train()
     if guide is not None:
         guide.to(device, dtype)
-    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if info.enabled else model
+    ddp = (
+        nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if info.enabled
+        else model
+    )
     optimizer = build_optimizer(model, cfg["optim"], cfg["optim_conf"])
     scheduler = build_scheduler(optimizer, cfg["scheduler"], cfg["scheduler_conf"], cfg["max_steps"])
-    sampler = LengthBucketBatchSampler(train_set.lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"],
-                                       max_batch_size=cfg["max_batch_size"])
-    valid_batches = list(LengthBucketBatchSampler(valid_set.lengths, cfg["valid_batch_bins"] or cfg["batch_bins"],
-                                                  shuffle=False, max_batch_size=cfg["max_batch_size"]))
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "nonfinite_total": 0, "nonfinite_in_a_row": 0,
-             f"best_{task.metric}": math.inf, "best_step": 0}
-    return Run(cfg, task, model, ddp, guide, optimizer, scheduler, sampler, train_set, valid_set, valid_batches,
-               out_dir, model_fields, inputs, info, device, dtype, log, state)
+    sampler = LengthBucketBatchSampler(
+        train_set.lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"], max_batch_size=cfg["max_batch_size"]
+    )
+    valid_batches = list(
+        LengthBucketBatchSampler(
+            valid_set.lengths,
+            cfg["valid_batch_bins"] or cfg["batch_bins"],
+            shuffle=False,
+            max_batch_size=cfg["max_batch_size"],
+        )
+    )
+    state = {
+        "step": 0,
+        "epoch": 0,
+        "batch_in_epoch": 0,
+        "nonfinite_total": 0,
+        "nonfinite_in_a_row": 0,
+        f"best_{task.metric}": math.inf,
+        "best_step": 0,
+    }
+    return Run(
+        cfg,
+        task,
+        model,
+        ddp,
+        guide,
+        optimizer,
+        scheduler,
+        sampler,
+        train_set,
+        valid_set,
+        valid_batches,
+        out_dir,
+        model_fields,
+        inputs,
+        info,
+        device,
+        dtype,
+        log,
+        state,
+    )
 
 
 def resume_run(run: Run) -> None:
@@ -194,19 +258,30 @@ def restore_rng(ck: Dict[str, Any], info: DistInfo, log) -> None:
         set_rng_state(saved)
     written_by = ck.get("world_size", 1)
     if written_by != info.world_size and info.is_main:
-        log.warning(f"the checkpoint was written by {written_by} process(es), this run has {info.world_size}: "
-                    "it continues with the same global batches, but its random draws are not bitwise the same")
+        log.warning(
+            f"the checkpoint was written by {written_by} process(es), this run has {info.world_size}: "
+            "it continues with the same global batches, but its random draws are not bitwise the same"
+        )
 
 
 def checkpoint_run(run: Run) -> None:
     rngs = gather_objects(rng_state(), run.info)  # every rank's generators, so each resumes its own draws
     if run.info.is_main:
-        save_checkpoint({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-                         "scheduler": run.scheduler.state_dict(), "state": dict(run.state), "rng": rngs,
-                         "world_size": run.info.world_size,
-                         "guide": run.guide.state_dict() if run.guide is not None else {},
-                         "history": run.scalars.history, "config": run.cfg, "inputs": run.inputs},
-                        run.out_dir / CHECKPOINT_NAME)
+        save_checkpoint(
+            {
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
+                "state": dict(run.state),
+                "rng": rngs,
+                "world_size": run.info.world_size,
+                "guide": run.guide.state_dict() if run.guide is not None else {},
+                "history": run.scalars.history,
+                "config": run.cfg,
+                "inputs": run.inputs,
+            },
+            run.out_dir / CHECKPOINT_NAME,
+        )
 
 
 def save_model_of(run: Run, where: Path) -> None:
@@ -224,8 +299,10 @@ def validate_run(run: Run) -> None:
             st[run.best_key], st["best_step"] = res[task.metric], st["step"]
             task.on_better(res, st)
             save_model_of(run, run.out_dir / "best")
-        run.log.info(f"step {st['step']}: {task.describe(res)}" + (
-            " (best so far)" if better else f" (best {task.describe_best(st[run.best_key])} at {st['best_step']})"))
+        run.log.info(
+            f"step {st['step']}: {task.describe(res)}"
+            + (" (best so far)" if better else f" (best {task.describe_best(st[run.best_key])} at {st['best_step']})")
+        )
         run.scalars.plot()
     barrier(run.info)
 
@@ -236,28 +313,38 @@ def skip_step(run: Run) -> None:
     run.optimizer.zero_grad(set_to_none=True)
     st["nonfinite_total"] += 1
     st["nonfinite_in_a_row"] += 1
-    run.log.warning(f"step {st['step']}: non-finite loss or gradient, batch skipped "
-                    f"({st['nonfinite_in_a_row']} in a row, {st['nonfinite_total']} in all)")
+    run.log.warning(
+        f"step {st['step']}: non-finite loss or gradient, batch skipped "
+        f"({st['nonfinite_in_a_row']} in a row, {st['nonfinite_total']} in all)"
+    )
     if st["nonfinite_in_a_row"] >= run.cfg["max_nonfinite_in_a_row"]:
         checkpoint_run(run)
         raise FloatingPointError(
             f"{st['nonfinite_in_a_row']} batches in a row had a non-finite loss or gradient; stopping "
-            f"at step {st['step']}. Lower the learning rate or check the data (see {run.out_dir}/train.log)")
+            f"at step {st['step']}. Lower the learning rate or check the data (see {run.out_dir}/train.log)"
+        )
 
 
 def optimizer_step(run: Run, group: List[List[int]], meter: Meter) -> bool:
     """One optimiser step over the global batches of `group` (this rank's shards), guarded against
     non-finite losses and gradients on every rank; False if the step was skipped."""
     cfg, info, st = run.cfg, run.info, run.state
-    norm = StepNorm(sum(len(b) for b in group),
-                    sum(_frames(run.model, [run.train_set.lengths[i] for i in b]) for b in group), info.world_size)
+    norm = StepNorm(
+        sum(len(b) for b in group),
+        sum(_frames(run.model, [run.train_set.lengths[i] for i in b]) for b in group),
+        info.world_size,
+    )
     collate = run.task.collate(run.train_set)
     micro = []
     for b in group:
         mine = shard(b, info)
         # a rank left without utterances still joins the gradient all-reduce, with weight 0
-        micro.append((to_device(collate([run.train_set[i] for i in (mine or b[:1])]), run.device, run.dtype),
-                      1.0 if mine else 0.0))
+        micro.append(
+            (
+                to_device(collate([run.train_set[i] for i in (mine or b[:1])]), run.device, run.dtype),
+                1.0 if mine else 0.0,
+            )
+        )
     run.optimizer.zero_grad(set_to_none=True)
     ok, stats_step = True, []
     for k, (batch, weight) in enumerate(micro):
@@ -280,8 +367,9 @@ def optimizer_step(run: Run, group: List[List[int]], meter: Meter) -> bool:
     run.scheduler.step()
     st["step"] += 1
     if run.guide is not None:
-        run.guide.after_step([(batch, weight * norm.world / run.task.loss_count(norm)) for batch, weight in micro],
-                             st["step"])
+        run.guide.after_step(
+            [(batch, weight * norm.world / run.task.loss_count(norm)) for batch, weight in micro], st["step"]
+        )
     meter.add(stats_step, norm, gnorm)
     return True
 
@@ -290,8 +378,11 @@ def log_progress(run: Run, meter: Meter) -> None:
     """Per-rank sums of this rank's shards; rank 0 logs its share scaled to the global count."""
     acc, task, st, max_steps, scale = meter.sums, run.task, run.state, run.cfg["max_steps"], run.info.world_size
     counts = StepNorm(acc["utts"], acc["frames"], scale)  # global counts: each step's norm counts every rank
-    vals = {f"train/{task.loss_name}": acc.get(task.loss_name, 0.0) * scale / task.loss_count(counts),
-            "train/lr": run.scheduler.get_last_lr()[0], "train/grad_norm": acc["gnorm"] / acc["steps"]}
+    vals = {
+        f"train/{task.loss_name}": acc.get(task.loss_name, 0.0) * scale / task.loss_count(counts),
+        "train/lr": run.scheduler.get_last_lr()[0],
+        "train/grad_norm": acc["gnorm"] / acc["steps"],
+    }
     if acc.get("layer"):
         vals["train/layer"] = acc["layer"] * scale / counts.n_frames
     if acc.get("logits"):
@@ -300,9 +391,11 @@ def log_progress(run: Run, meter: Meter) -> None:
         run.scalars.add(st["step"], vals)
         rate = (st["step"] - meter.steps_at_t0) / max(time.time() - meter.t0, 1e-9)
         eta = (max_steps - st["step"]) / max(rate, 1e-9)
-        run.log.info(f"step {st['step']}/{max_steps} epoch {st['epoch']} "
-                     + " ".join(f"{k[6:]} {v:.4g}" for k, v in vals.items())
-                     + f" | {rate:.2f} steps/s, ETA {eta / 60:.1f} min")
+        run.log.info(
+            f"step {st['step']}/{max_steps} epoch {st['epoch']} "
+            + " ".join(f"{k[6:]} {v:.4g}" for k, v in vals.items())
+            + f" | {rate:.2f} steps/s, ETA {eta / 60:.1f} min"
+        )
     meter.sums = {}
 
 
@@ -324,14 +417,20 @@ def train_epochs(run: Run) -> bool:
     ended the loop early, as a kill would (after that step's checkpoint, if one was due)."""
     cfg, st = run.cfg, run.state
     meter = Meter(steps_at_t0=st["step"])
-    bar = tqdm(total=cfg["max_steps"], initial=st["step"], disable=not run.info.is_main, desc=run.out_dir.name,
-               dynamic_ncols=True, mininterval=5)
+    bar = tqdm(
+        total=cfg["max_steps"],
+        initial=st["step"],
+        disable=not run.info.is_main,
+        desc=run.out_dir.name,
+        dynamic_ncols=True,
+        mininterval=5,
+    )
     stopped = False
     while st["step"] < cfg["max_steps"] and not stopped:
         run.sampler.set_epoch(st["epoch"])
         batches = list(run.sampler)
         while st["batch_in_epoch"] < len(batches) and st["step"] < cfg["max_steps"] and not stopped:
-            group = batches[st["batch_in_epoch"]: st["batch_in_epoch"] + cfg["accum_grad"]]
+            group = batches[st["batch_in_epoch"] : st["batch_in_epoch"] + cfg["accum_grad"]]
             st["batch_in_epoch"] += len(group)
             if optimizer_step(run, group, meter):
                 bar.update(1)
@@ -354,21 +453,45 @@ def finish_run(run: Run) -> None:
         png = run.scalars.plot()
         teacher_skips = getattr(run.guide, "skipped", None)
         teacher_note = "" if teacher_skips is None else f", {teacher_skips} teacher update(s)"
-        run.log.info(f"done: {st['step']} steps, {run.task.summary(st)} at step {st['best_step']}; "
-                     f"{st['nonfinite_total']} batch(es){teacher_note} skipped as non-finite; curves: {png}")
+        run.log.info(
+            f"done: {st['step']} steps, {run.task.summary(st)} at step {st['best_step']}; "
+            f"{st['nonfinite_total']} batch(es){teacher_note} skipped as non-finite; curves: {png}"
+        )
 
 
-def train(cfg: Dict[str, Any], model: nn.Module, train_set, valid_set, tokenizer, out_dir: Path,
-          model_fields: Dict[str, Any], guide: Optional[Guide] = None, resume: bool = False,
-          info: DistInfo = DistInfo(), device: torch.device = torch.device("cpu"),
-          inputs: Optional[Dict[str, Any]] = None, task: Optional[Task] = None) -> Dict[str, Any]:
+def train(
+    cfg: Dict[str, Any],
+    model: nn.Module,
+    train_set,
+    valid_set,
+    tokenizer,
+    out_dir: Path,
+    model_fields: Dict[str, Any],
+    guide: Optional[Guide] = None,
+    resume: bool = False,
+    info: DistInfo = DistInfo(),
+    device: torch.device = torch.device("cpu"),
+    inputs: Optional[Dict[str, Any]] = None,
+    task: Optional[Task] = None,
+) -> Dict[str, Any]:
     """Train `model` in place for its task (task_for(model, tokenizer) unless given; `tokenizer` decodes ASR
     dev hypotheses). Writes under out_dir: checkpoint.pt, best/ and final/ model dirs, snapshots/step_<N>/,
     train.log, tensorboard/, loss_curves.png, and .done at the end. `inputs` (fingerprints of the start model,
     teacher and data) is kept with the checkpoints and .done: a resume under other inputs is refused.
     Returns the final state summary."""
-    run = setup_run(cfg, model, task or task_for(model, tokenizer), train_set, valid_set, Path(out_dir),
-                    model_fields, guide, info, device, inputs)
+    run = setup_run(
+        cfg,
+        model,
+        task or task_for(model, tokenizer),
+        train_set,
+        valid_set,
+        Path(out_dir),
+        model_fields,
+        guide,
+        info,
+        device,
+        inputs,
+    )
     if resume:
         resume_run(run)
     if info.is_main:

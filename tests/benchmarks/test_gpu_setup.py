@@ -44,8 +44,11 @@ def test_full_import(isolated):
 
 
 def test_triton_ssd_without_the_compiled_extension(isolated):
-    _package(isolated, "from mamba_ssm.ops.selective_scan_interface import *\n",
-             "def mamba_chunk_scan_combined(): return 'kernel'\n")
+    _package(
+        isolated,
+        "from mamba_ssm.ops.selective_scan_interface import *\n",
+        "def mamba_chunk_scan_combined(): return 'kernel'\n",
+    )
     assert gpu_setup.enable_mamba_ssm() == "triton-ssd-only"
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
 

@@ -6,18 +6,26 @@ import sys
 
 import pytest
 import torch
+from shared_data import SHARED_DATA
 
 from cald_asr.bin.cls_inference import Text2Label, main
 from cald_asr.bin.prepare_teacher import prepare_teacher
 from cald_asr.convert import convert_model
 from cald_asr.data.kaldi_dir import read_kv
 from cald_asr.models.model_file import load_model, save_model
-from shared_data import SHARED_DATA
 
-TEACHER = {"model": "text_cls", "encoder": "bert", "pretrained": {"format": "bert_hf", "path": "default"},
-           "pooling": "mean"}
-SENTENCES = ["a gorgeous , witty , seductive movie .", "the acting is amateurish and the plot is a mess .",
-             "it 's a charming and often affecting journey .", "dull , lifeless , and far too long ."]
+TEACHER = {
+    "model": "text_cls",
+    "encoder": "bert",
+    "pretrained": {"format": "bert_hf", "path": "default"},
+    "pooling": "mean",
+}
+SENTENCES = [
+    "a gorgeous , witty , seductive movie .",
+    "the acting is amateurish and the plot is a mess .",
+    "it 's a charming and often affecting journey .",
+    "dull , lifeless , and far too long .",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +58,28 @@ def test_lines_file_with_a_blank_line(teacher, tmp_path, capsys):
 
 def test_kaldi_text_with_broken_lines_and_a_key_file(teacher, tmp_path):
     src = tmp_path / "text"
-    src.write_bytes(b"u1 " + SENTENCES[0].encode() + b"\nu2\nu1 once more\nu3 caf\xe9 au lait\n\nu4 "
-                    + SENTENCES[3].encode() + b"\n")
-    r = subprocess.run([sys.executable, "-m", "cald_asr.bin.cls_inference", "--model_dir", str(teacher),
-                        "--input", str(src), "--output_dir", str(tmp_path / "o")], capture_output=True, text=True)
+    src.write_bytes(
+        b"u1 "
+        + SENTENCES[0].encode()
+        + b"\nu2\nu1 once more\nu3 caf\xe9 au lait\n\nu4 "
+        + SENTENCES[3].encode()
+        + b"\n"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cald_asr.bin.cls_inference",
+            "--model_dir",
+            str(teacher),
+            "--input",
+            str(src),
+            "--output_dir",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     for line, reason in ((2, "empty sentence"), (3, "duplicate id 'u1' (first on line 1)"), (4, "not valid UTF-8")):
         assert f"{src}:{line}: {reason}" in r.stderr
@@ -61,8 +87,21 @@ def test_kaldi_text_with_broken_lines_and_a_key_file(teacher, tmp_path):
     assert sorted(o["label"]) == ["u1", "u4"] and sorted(o["failed"]) == ["u1", "u2", "u3"]
     keys = tmp_path / "keys"
     keys.write_text("u4 x\nu2 x\n")
-    assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(tmp_path / "k"),
-                 "--key_file", str(keys)]) == 1
+    assert (
+        main(
+            [
+                "--model_dir",
+                str(teacher),
+                "--input",
+                str(src),
+                "--output_dir",
+                str(tmp_path / "k"),
+                "--key_file",
+                str(keys),
+            ]
+        )
+        == 1
+    )
     k = outputs(tmp_path / "k")
     assert list(k["label"]) == ["u4"] and list(k["failed"]) == ["u2"]
     assert k["label"]["u4"] == o["label"]["u4"] and k["probs"]["u4"] == o["probs"]["u4"]
@@ -72,8 +111,21 @@ def test_batching_does_not_change_the_result(teacher, tmp_path):
     src = tmp_path / "s.txt"
     src.write_text("".join(s + "\n" for s in SENTENCES))
     assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(tmp_path / "b1")]) == 0
-    assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(tmp_path / "b4"),
-                 "--batch_size", "4"]) == 0
+    assert (
+        main(
+            [
+                "--model_dir",
+                str(teacher),
+                "--input",
+                str(src),
+                "--output_dir",
+                str(tmp_path / "b4"),
+                "--batch_size",
+                "4",
+            ]
+        )
+        == 0
+    )
     one, four = outputs(tmp_path / "b1"), outputs(tmp_path / "b4")
     assert one["label"] == four["label"]
     for k in one["score"]:
@@ -103,8 +155,19 @@ def test_setup_errors_exit_2(tmp_path, capsys):
     src.write_text("fine\n")
     assert main(["--model_dir", str(tmp_path / "none"), "--input", str(src), "--output_dir", str(tmp_path / "o")]) == 2
     assert "model config not found" in capsys.readouterr().err
-    assert main(["--model_dir", str(tmp_path), "--input", str(tmp_path / "missing.txt"),
-                 "--output_dir", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "--model_dir",
+                str(tmp_path),
+                "--input",
+                str(tmp_path / "missing.txt"),
+                "--output_dir",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_a_rerun_classifies_only_what_is_missing(teacher, tmp_path, capsys):
@@ -120,8 +183,10 @@ def test_a_rerun_classifies_only_what_is_missing(teacher, tmp_path, capsys):
     (out / "status").unlink()
     capsys.readouterr()
     assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(out)]) == 0
-    assert f"{out}: 2 of 4 example(s) already classified with this model and options, 2 to classify" \
+    assert (
+        f"{out}: 2 of 4 example(s) already classified with this model and options, 2 to classify"
         in capsys.readouterr().err
+    )
     again = outputs(out)
     assert again["label"] == first["label"] and again["probs"] == first["probs"]
     assert again["timing"]["examples"] == "4"
@@ -143,9 +208,10 @@ def test_results_of_another_model_or_batch_size_are_removed(teacher, tmp_path, c
     assert main(["--model_dir", str(teacher), "--input", str(src), "--output_dir", str(out)]) == 0
     capsys.readouterr()
     assert main(["--model_dir", str(other), "--input", str(src), "--output_dir", str(out)]) == 0
-    assert (f"cls_inference: {out} holds results of another model or inference config (model.safetensors differs): "
-            "removing journal.jsonl, label, score, probs, failed, timing; decoding from scratch") \
-        in capsys.readouterr().err
+    assert (
+        f"cls_inference: {out} holds results of another model or inference config (model.safetensors differs): "
+        "removing journal.jsonl, label, score, probs, failed, timing; decoding from scratch"
+    ) in capsys.readouterr().err
     assert main(["--model_dir", str(other), "--input", str(src), "--output_dir", str(fresh)]) == 0
     assert outputs(out)["probs"] == outputs(fresh)["probs"] != {}
     assert len((out / "journal.jsonl").read_text().splitlines()) == 4

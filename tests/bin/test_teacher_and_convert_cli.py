@@ -13,8 +13,9 @@ YESNO_TEACHER = Path(__file__).resolve().parents[2] / "egs" / "yesno" / "asr1" /
 
 
 def run(module, *args):
-    return subprocess.run([sys.executable, "-m", f"cald_asr.bin.{module}", *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", f"cald_asr.bin.{module}", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def make_teacher(tmp_path):
@@ -27,8 +28,17 @@ def make_teacher(tmp_path):
 
 def test_teacher_then_student_from_the_command_line(tmp_path):
     teacher_dir, tokens = make_teacher(tmp_path)
-    r = run("convert", "--model_dir", teacher_dir, "--mixer", "bimamba2", "--mixer_conf", "{d_state: 16, headdim: 16}",
-            "--output_dir", tmp_path / "s")
+    r = run(
+        "convert",
+        "--model_dir",
+        teacher_dir,
+        "--mixer",
+        "bimamba2",
+        "--mixer_conf",
+        "{d_state: 16, headdim: 16}",
+        "--output_dir",
+        tmp_path / "s",
+    )
     assert r.returncode == 0, r.stderr
     assert "converted 2 token mixer(s) to bimamba2" in r.stdout
     assert "encoder.layers.1.self_attn" in r.stdout
@@ -45,7 +55,9 @@ def test_converting_twice_and_unknown_mixers_are_refused(tmp_path):
     teacher_dir, _ = make_teacher(tmp_path)
     r = run("convert", "--model_dir", teacher_dir, "--mixer", "retnet", "--output_dir", tmp_path / "s")
     assert r.returncode == 1 and "unknown mixer 'retnet'" in r.stderr
-    assert run("convert", "--model_dir", teacher_dir, "--mixer", "bimamba", "--output_dir", tmp_path / "s").returncode == 0
+    assert (
+        run("convert", "--model_dir", teacher_dir, "--mixer", "bimamba", "--output_dir", tmp_path / "s").returncode == 0
+    )
     r = run("convert", "--model_dir", tmp_path / "s", "--mixer", "bimamba", "--output_dir", tmp_path / "s2")
     assert r.returncode == 1 and "already converted" in r.stderr
 

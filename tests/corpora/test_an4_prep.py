@@ -59,7 +59,7 @@ def test_features_match_raw_bytes(prepared, an4_dir):
     raw = path.read_bytes()
     n_frames = (len(raw) - 4) // 4 // 13
     t, c = 7, 4
-    expected = struct.unpack(">f", raw[4 + (t * 13 + c) * 4: 8 + (t * 13 + c) * 4])[0]
+    expected = struct.unpack(">f", raw[4 + (t * 13 + c) * 4 : 8 + (t * 13 + c) * 4])[0]
     feats = an4.read_sphinx_mfcc(path)
     assert feats.shape == (n_frames, 13) and feats.dtype == np.float32
     assert feats[t, c] == np.float32(expected)

@@ -13,8 +13,13 @@ OPTIONS = {
     yesno: [],
 }
 # what each module looks for first in its corpus dir
-FIRST_FILE = {an4: "etc/an4_train.transcription", fsdd: "recordings", movie_reviews: "neg", sst2: "train.tsv",
-              yesno: "waves_yesno"}
+FIRST_FILE = {
+    an4: "etc/an4_train.transcription",
+    fsdd: "recordings",
+    movie_reviews: "neg",
+    sst2: "train.tsv",
+    yesno: "waves_yesno",
+}
 MODULES = pytest.mark.parametrize("module", list(OPTIONS), ids=lambda m: m.__name__.rsplit(".", 1)[1])
 
 

@@ -15,8 +15,13 @@ RATE = 8000
 GAP_MIN, GAP_MAX = int(0.050 * RATE), int(0.300 * RATE)
 EDGE = int(0.100 * RATE)
 CONNECTED = ("train", "dev", "test")
-INDEX_RANGE = {"train": range(10, 50), "dev": range(5, 10), "test": range(0, 5),
-               "test_isolated": range(0, 5), "test_long": range(0, 5)}
+INDEX_RANGE = {
+    "train": range(10, 50),
+    "dev": range(5, 10),
+    "test": range(0, 5),
+    "test_isolated": range(0, 5),
+    "test_long": range(0, 5),
+}
 PER_UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2num_samples", "utt2sources", "utt2onsets")
 
 
@@ -120,8 +125,8 @@ def check_audio(fsdd_dir, wav, names, onsets, n_samples, isolated=False):
     ends = []
     for name, onset in zip(names, onsets):
         src, _ = sf.read(fsdd_dir / "recordings" / f"{name}.wav", dtype="int16")
-        np.testing.assert_array_equal(audio[onset:onset + src.size], src)
-        covered[onset:onset + src.size] = True
+        np.testing.assert_array_equal(audio[onset : onset + src.size], src)
+        covered[onset : onset + src.size] = True
         ends.append(onset + src.size)
     assert not audio[~covered].any(), "non-zero samples outside the source recordings"
     if isolated:
@@ -146,8 +151,9 @@ def test_audio_is_sources_plus_gaps(full, fsdd_dir):
         picked = utts if set_name == "test_long" else [utts[i] for i in rng.choice(len(utts), 25, replace=False)]
         for utt in picked:
             assert Path(wav[utt]).is_absolute()
-            tail = check_audio(fsdd_dir, wav[utt], srcs[utt], onsets[utt], n_samples[utt],
-                               isolated=set_name == "test_isolated")
+            tail = check_audio(
+                fsdd_dir, wav[utt], srcs[utt], onsets[utt], n_samples[utt], isolated=set_name == "test_isolated"
+            )
             if set_name in CONNECTED:
                 assert tail == EDGE
                 assert wav[utt] == str((data / "local" / "audio" / set_name / f"{utt}.wav").resolve())
@@ -194,7 +200,9 @@ def test_deterministic_idempotent_and_seeded(full, fsdd_dir, tmp_path):
     fsdd.prepare_fsdd(fsdd_dir, c / "data", seed=2025, speakers=["theo"])
     for set_name in ("train", "dev", "test", "test_long"):
         assert read_kv(c / "data" / set_name / "utt2sources") != read_kv(a / "data" / set_name / "utt2sources")
-    assert read_kv(c / "data" / "test_isolated" / "utt2sources") == read_kv(a / "data" / "test_isolated" / "utt2sources")
+    assert read_kv(c / "data" / "test_isolated" / "utt2sources") == read_kv(
+        a / "data" / "test_isolated" / "utt2sources"
+    )
 
 
 def test_missing_recordings_dir(tmp_path):

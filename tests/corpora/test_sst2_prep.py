@@ -4,11 +4,11 @@ malformed lines reported by file:line."""
 import shutil
 
 import pytest
+from shared_data import SHARED_DATA
 
 from cald_asr.corpora import sst2
 from cald_asr.corpora.data_set import CorpusError
 from cald_asr.data.kaldi_dir import read_kv
-from shared_data import SHARED_DATA
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +71,16 @@ def test_either_header_and_column_order(tmp_path):
     assert sst2.read_tsv(a) == sst2.read_tsv(b) == sst2.read_tsv(c) == expected
 
 
-@pytest.mark.parametrize("bad_line, message", [
-    ("1\tgood\textra column", "expected 2 tab-separated columns (label, sentence), found 3"),
-    ("a sentence without a label", "expected 2 tab-separated columns (label, sentence), found 1"),
-    ("2\tsomewhat good", "unknown label '2' (expected 0 or 1)"),
-    ("positive\tgood", "unknown label 'positive' (expected 0 or 1)"),
-    ("1\t   ", "empty sentence"),
-])
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ("1\tgood\textra column", "expected 2 tab-separated columns (label, sentence), found 3"),
+        ("a sentence without a label", "expected 2 tab-separated columns (label, sentence), found 1"),
+        ("2\tsomewhat good", "unknown label '2' (expected 0 or 1)"),
+        ("positive\tgood", "unknown label 'positive' (expected 0 or 1)"),
+        ("1\t   ", "empty sentence"),
+    ],
+)
 def test_malformed_lines_are_named(tmp_path, bad_line, message):
     tsv = write_tsv(tmp_path / "dev.tsv", ["label\tsentence", "0\tfine", bad_line, "1\tgood"])
     with pytest.raises(CorpusError) as e:

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from datalayer_util import write_fsdd_dir
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional
 
 import numpy as np
-
 from shared_data import SHARED_DATA
 
 from cald_asr.data.kaldi_dir import utt2spk_to_spk2utt, write_kv
@@ -50,7 +49,7 @@ def write_yesno_dir(d: Path, n: int = 4, specs: Optional[Dict[str, str]] = None)
     wav = {f"yesno_{name}": str(YESNO / f"{name}.wav") for name in yesno_names(n)}
     wav.update(specs or {})
     write_kv(d / "wav.scp", wav)
-    write_kv(d / "text", {u: yesno_text(u[len("yesno_"):]) for u in wav})
+    write_kv(d / "text", {u: yesno_text(u[len("yesno_") :]) for u in wav})
     write_kv(d / "utt2spk", {u: "yesno" for u in wav})
     write_kv(d / "spk2utt", utt2spk_to_spk2utt({u: "yesno" for u in wav}))
     return wav

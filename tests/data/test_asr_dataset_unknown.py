@@ -4,12 +4,11 @@ a warning naming them, an error (DataDirError) above max_unk_share of the tokens
 import logging
 
 import pytest
+from datalayer_util import write_yesno_dir
 
 from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.kaldi_dir import DataDirError, read_kv, write_kv
 from cald_asr.text import CharTokenizer, TokenList
-
-from datalayer_util import write_yesno_dir
 
 YESNO_TOKENS = TokenList.build(["<space>", "E", "N", "O", "S", "Y"])
 
@@ -35,7 +34,8 @@ def test_a_few_unknown_symbols_are_a_warning(yesno_dir, caplog):
         ds = ASRDataset(yesno_dir, tok, max_unk_share=0.02)
     assert [r.getMessage() for r in caplog.records] == [
         f"{yesno_dir / 'text'}: 2 of {n} tokens ({200 / n:.2f} %) are not in the token list and become <unk>: "
-        "'Q' x1, 'Z' x1"]
+        "'Q' x1, 'Z' x1"
+    ]
     item = ds[1]
     assert item["text_ids"].tolist() == tok.encode("NO NO YES NO Q YES NO Z")
     assert item["text_ids"].tolist().count(1) == 2
@@ -48,7 +48,8 @@ def test_more_than_max_unk_share_is_an_error_naming_file_and_symbols(yesno_dir):
     assert str(e.value) == (
         f"{yesno_dir / 'text'}: 3 of {n} tokens ({300 / n:.2f} %) are not in the token list and become <unk>: "
         "'Q' x3; that is more than max_unk_share=0.01 (1 % of the tokens): the token list does not fit this data "
-        "(build it from this data's transcripts, or raise max_unk_share; null/None turns the check off)")
+        "(build it from this data's transcripts, or raise max_unk_share; null/None turns the check off)"
+    )
     assert ASRDataset(yesno_dir, CharTokenizer(YESNO_TOKENS), max_unk_share=None)[0]["text_ids"].tolist()[:3] == [1] * 3
     with pytest.raises(ValueError, match=r"max_unk_share must be a share in \[0, 1\]"):
         ASRDataset(yesno_dir, CharTokenizer(YESNO_TOKENS), max_unk_share=5)

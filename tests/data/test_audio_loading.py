@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from datalayer_util import FSDD
 
 from cald_asr.data.audio import AudioError, load_audio, write_wav
-
-from datalayer_util import FSDD
 
 GEORGE = FSDD / "0_george_0.wav"
 
@@ -15,7 +14,7 @@ def peak_hz(x: np.ndarray, fs: int) -> float:
 
 
 def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
-    return float(10 * np.log10(np.sum(ref ** 2) / np.sum((ref - est) ** 2)))
+    return float(10 * np.log10(np.sum(ref**2) / np.sum((ref - est) ** 2)))
 
 
 def test_real_fsdd_file_loads_as_float_mono_8k():
@@ -37,7 +36,7 @@ def test_resampling_8k_to_16k_keeps_sine_frequency_and_level(tmp_path):
     # FFT bin width is 1 Hz for a 1 s signal: the peak must stay in the same bin.
     assert abs(peak_hz(y, fs) - f0) <= 1.0
     mid = y[1000:-1000]  # away from the filter's edge transients
-    assert np.sqrt(np.mean(mid ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
+    assert np.sqrt(np.mean(mid**2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
     # Nothing may appear above the old Nyquist frequency (4 kHz): soxr's anti-imaging filter.
     spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
     freqs = np.fft.rfftfreq(len(y), 1 / fs)
@@ -49,6 +48,7 @@ def test_real_fsdd_resampled_up_and_back_matches_original():
     y, fs = load_audio(str(GEORGE), target_fs=16000)
     assert fs == 16000 and len(y) == 2 * len(x)
     from cald_asr.data.audio import resample
+
     back = resample(y, 16000, 8000)
     # The round trip is not perfect only near 4 kHz, where the filters roll off.
     assert snr_db(x[200:-200], back[200:-200]) > 30

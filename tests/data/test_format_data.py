@@ -3,19 +3,18 @@ import os
 import kaldiio
 import numpy as np
 import soundfile as sf
+from datalayer_util import AN4_FEAT, FSDD, read_an4_mfcc, write_fsdd_dir
 
 from cald_asr.bin.format_data import main as format_main
 from cald_asr.data.audio import load_audio, resample
 from cald_asr.data.kaldi_dir import read_kv, utt2spk_to_spk2utt, write_kv
 from cald_asr.data.validate import validate_data_dir
 
-from datalayer_util import AN4_FEAT, FSDD, read_an4_mfcc, write_fsdd_dir
-
 NAMES = ["0_george_0", "1_george_0", "2_jackson_0", "5_theo_3"]
 
 
 def snr_db(ref, est):
-    return float(10 * np.log10(np.sum(ref ** 2) / np.sum((ref - est) ** 2)))
+    return float(10 * np.log10(np.sum(ref**2) / np.sum((ref - est) ** 2)))
 
 
 def add_utt(d, utt, spec, text, spk):
@@ -53,8 +52,7 @@ def test_real_fsdd_with_missing_and_corrupt_entries(tmp_path, capsys):
 
     assert validate_data_dir(out, check_audio=True) == []
     assert read_kv(out / "text") == {u: t for u, t in read_kv(src / "text").items() if u in wavs}
-    assert read_kv(out / "spk2utt") == {"george": "george_0_0 george_1_0", "jackson": "jackson_2_0",
-                                        "theo": "theo_5_3"}
+    assert read_kv(out / "spk2utt") == {"george": "george_0_0 george_1_0", "jackson": "jackson_2_0", "theo": "theo_5_3"}
     num_samples = read_kv(out / "utt2num_samples")
     for utt, path in read_kv(out / "wav.scp").items():
         assert path == str(out.absolute() / "data" / f"{utt}.wav")
@@ -103,9 +101,14 @@ def test_pipe_entries_and_segments(tmp_path):
     end_a = len(xa) / fs
     src = tmp_path / "in"
     write_kv(src / "wav.scp", {"yweweler_session": f"cat {rec} |"})
-    write_kv(src / "segments", {"yweweler_a": f"yweweler_session 0.000 {end_a:.4f}",
-                                "yweweler_b": f"yweweler_session {end_a:.4f} {end_a + len(xb) / fs:.4f}",
-                                "yweweler_c": f"yweweler_session 0.5 {end_a + len(xb) / fs + 3:.4f}"})
+    write_kv(
+        src / "segments",
+        {
+            "yweweler_a": f"yweweler_session 0.000 {end_a:.4f}",
+            "yweweler_b": f"yweweler_session {end_a:.4f} {end_a + len(xb) / fs:.4f}",
+            "yweweler_c": f"yweweler_session 0.5 {end_a + len(xb) / fs + 3:.4f}",
+        },
+    )
     write_kv(src / "text", {"yweweler_a": "three", "yweweler_b": "eight", "yweweler_c": "too long"})
     write_kv(src / "utt2spk", {u: "yweweler" for u in ("yweweler_a", "yweweler_b", "yweweler_c")})
     write_kv(src / "spk2utt", {"yweweler": "yweweler_a yweweler_b yweweler_c"})

@@ -4,13 +4,12 @@ matrices whose dimension differs from the others, each with file:line, the id, w
 import kaldiio
 import numpy as np
 import soundfile as sf
+from datalayer_util import AN4_FEAT, YESNO, read_an4_mfcc, write_yesno_dir, yesno_names
 
 from cald_asr.bin import validate_data_dir as cli
 from cald_asr.data.audio import load_audio
 from cald_asr.data.kaldi_dir import read_kv, write_kv
 from cald_asr.data.validate import fix_data_dir, validate_data_dir
-
-from datalayer_util import AN4_FEAT, YESNO, read_an4_mfcc, write_yesno_dir, yesno_names
 
 
 def resampled_copy(tmp_path, name, fs):
@@ -28,7 +27,8 @@ def test_rate_differing_from_the_majority(tmp_path):
     assert validate_data_dir(d) == []
     assert validate_data_dir(d, check_audio=True) == [
         f"{d / 'wav.scp'}:2: 'yesno_{names[1]}': sample rate 16000 Hz, expected 8000 Hz "
-        "(the rate of 3 of 4 wav.scp entries)"]
+        "(the rate of 3 of 4 wav.scp entries)"
+    ]
     dropped = fix_data_dir(d, tmp_path / "fix.log", check_audio=True)
     assert list(dropped) == [f"yesno_{names[1]}"]
     assert validate_data_dir(d, check_audio=True) == []
@@ -40,13 +40,16 @@ def test_rate_differing_from_fs(tmp_path, capsys):
     d = tmp_path / "in"
     write_yesno_dir(d, 3, {f"yesno_{names[2]}": str(odd)})
     problems = validate_data_dir(d, check_audio=True, fs=16000)
-    assert problems == [f"{d / 'wav.scp'}:{i}: 'yesno_{n}': sample rate 8000 Hz, expected 16000 Hz (--fs)"
-                        for i, n in ((1, names[0]), (2, names[1]))]
+    assert problems == [
+        f"{d / 'wav.scp'}:{i}: 'yesno_{n}': sample rate 8000 Hz, expected 16000 Hz (--fs)"
+        for i, n in ((1, names[0]), (2, names[1]))
+    ]
     assert cli.main([str(d), "--check_audio", "--fs", "16000"]) == 1
     assert capsys.readouterr().out.splitlines() == problems
     assert cli.main([str(d), "--check_audio", "--fs", "8000"]) == 1
     assert capsys.readouterr().out.splitlines() == [
-        f"{d / 'wav.scp'}:3: 'yesno_{names[2]}': sample rate 16000 Hz, expected 8000 Hz (--fs)"]
+        f"{d / 'wav.scp'}:3: 'yesno_{names[2]}': sample rate 16000 Hz, expected 8000 Hz (--fs)"
+    ]
 
 
 def test_feature_dimension_differing_from_the_majority(tmp_path):
@@ -64,4 +67,5 @@ def test_feature_dimension_differing_from_the_majority(tmp_path):
     spec = read_kv(d / "feats.scp")[odd]
     assert validate_data_dir(d, check_audio=True) == [
         f"{d / 'feats.scp'}:3: utterance '{odd}': features '{spec}' have dimension 16, expected 13 "
-        "(the dimension of 3 of 4 matrices)"]
+        "(the dimension of 3 of 4 matrices)"
+    ]

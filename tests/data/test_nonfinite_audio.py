@@ -4,14 +4,13 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from datalayer_util import YESNO, write_yesno_dir, yesno_names
 
 from cald_asr.data.audio import AudioError, load_audio, scan_audio
 from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.format_dir import FormatOptions, format_data_dir
 from cald_asr.data.kaldi_dir import read_kv
 from cald_asr.data.validate import validate_data_dir
-
-from datalayer_util import YESNO, write_yesno_dir, yesno_names
 
 
 def float_copy_with(tmp_path, name, positions, value, tag="bad"):
@@ -59,7 +58,8 @@ def test_validation_reports_the_nan_file_with_line_and_utterance(nan_dir):
     d, utt, bad, n = nan_dir
     assert validate_data_dir(d) == []  # samples are only decoded with check_audio
     assert validate_data_dir(d, check_audio=True) == [
-        f"{d / 'wav.scp'}:3: '{utt}': '{bad}': 3 of {n} samples are NaN or infinite (non-finite audio)"]
+        f"{d / 'wav.scp'}:3: '{utt}': '{bad}': 3 of {n} samples are NaN or infinite (non-finite audio)"
+    ]
 
 
 def test_stage2_drops_exactly_the_nan_utterance_and_logs_it(nan_dir, tmp_path):

@@ -6,8 +6,10 @@ from cald_asr.data.collate import pad_collate
 
 def test_waveform_batch_shapes_and_padding():
     g = torch.Generator().manual_seed(0)
-    items = [{"utt_id": "a", "speech": torch.randn(5, generator=g), "text_ids": torch.tensor([4, 5, 6])},
-             {"utt_id": "b", "speech": torch.randn(8, generator=g), "text_ids": torch.tensor([7])}]
+    items = [
+        {"utt_id": "a", "speech": torch.randn(5, generator=g), "text_ids": torch.tensor([4, 5, 6])},
+        {"utt_id": "b", "speech": torch.randn(8, generator=g), "text_ids": torch.tensor([7])},
+    ]
     batch = pad_collate(items)
     assert batch["utt_ids"] == ["a", "b"]
     assert batch["speech"].shape == (2, 8) and batch["speech"].dtype == torch.float32
@@ -21,8 +23,10 @@ def test_waveform_batch_shapes_and_padding():
 
 
 def test_feature_batch_shapes():
-    items = [{"utt_id": f"u{i}", "speech": torch.ones(t, 13), "text_ids": torch.arange(i + 1)}
-             for i, t in enumerate([3, 7, 2])]
+    items = [
+        {"utt_id": f"u{i}", "speech": torch.ones(t, 13), "text_ids": torch.arange(i + 1)}
+        for i, t in enumerate([3, 7, 2])
+    ]
     batch = pad_collate(items)
     assert batch["speech"].shape == (3, 7, 13)
     assert batch["speech_lengths"].tolist() == [3, 7, 2]
@@ -37,7 +41,9 @@ def test_all_empty_texts_give_zero_width():
 
 
 def test_mismatched_feature_dims_name_utterances():
-    items = [{"utt_id": "a", "speech": torch.ones(3, 13), "text_ids": torch.tensor([1])},
-             {"utt_id": "b", "speech": torch.ones(3, 80), "text_ids": torch.tensor([1])}]
+    items = [
+        {"utt_id": "a", "speech": torch.ones(3, 13), "text_ids": torch.tensor([1])},
+        {"utt_id": "b", "speech": torch.ones(3, 80), "text_ids": torch.tensor([1])},
+    ]
     with pytest.raises(ValueError, match=r"\['a', 'b'\]"):
         pad_collate(items)

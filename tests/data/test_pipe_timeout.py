@@ -8,16 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
+from datalayer_util import YESNO, write_yesno_dir, yesno_names
 
 from cald_asr.data.audio import AudioError, load_audio, pipe_timeout_s
 from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.validate import validate_data_dir
 
-from datalayer_util import YESNO, write_yesno_dir, yesno_names
-
 UTILS = Path(__file__).resolve().parents[2] / "utils"
-HOW = ("raise the limit with the environment variable CALD_ASR_PIPE_TIMEOUT=<seconds> (default 300) or "
-       "validate_data_dir --pipe_timeout")
+HOW = (
+    "raise the limit with the environment variable CALD_ASR_PIPE_TIMEOUT=<seconds> (default 300) or "
+    "validate_data_dir --pipe_timeout"
+)
 
 
 def live_members(pgid: int):
@@ -48,8 +49,10 @@ def test_hung_pipe_is_killed_with_its_process_group(tmp_path):
     with pytest.raises(AudioError) as e:
         load_audio(spec, pipe_timeout=1)
     assert time.monotonic() - t0 < 5
-    assert str(e.value) == (f"pipe 'echo $$ > {pidfile}; sleep 30; cat {wav} |': timed out after 1 s and was "
-                            f"killed with its child processes; {HOW}")
+    assert str(e.value) == (
+        f"pipe 'echo $$ > {pidfile}; sleep 30; cat {wav} |': timed out after 1 s and was "
+        f"killed with its child processes; {HOW}"
+    )
     pgid = int(pidfile.read_text())
     deadline = time.monotonic() + 3
     while live_members(pgid) and time.monotonic() < deadline:
@@ -91,10 +94,15 @@ def test_validation_runs_pipes_under_the_limit(tmp_path):
     assert not pidfile.exists()
     t0 = time.monotonic()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    r = subprocess.run(["bash", str(UTILS / "validate_data_dir.sh"), "--check_audio", "--pipe_timeout", "1",
-                        str(d)], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        ["bash", str(UTILS / "validate_data_dir.sh"), "--check_audio", "--pipe_timeout", "1", str(d)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert time.monotonic() - t0 < 20
     assert r.returncode == 1, r.stderr
     assert r.stdout.splitlines() == [
         f"{d / 'wav.scp'}:2: 'yesno_{names[1]}': pipe 'echo $$ > {pidfile}; sleep 30; cat {wav} |': timed out "
-        f"after 1 s and was killed with its child processes; {HOW}"]
+        f"after 1 s and was killed with its child processes; {HOW}"
+    ]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from shared_data import SHARED_DATA
 
 from cald_asr.bin.cls_tokenize import main as tokenize_main
 from cald_asr.corpora.movie_reviews import prepare_movie_reviews
@@ -16,7 +17,6 @@ from cald_asr.data import text_dataset
 from cald_asr.data.kaldi_dir import DataDirError, read_kv
 from cald_asr.data.text_dataset import TextDataset, encode, write_text_set
 from cald_asr.text.hf_tokenizer import load_text_tokenizer
-from shared_data import SHARED_DATA
 
 LABELS = ["negative", "positive"]
 
@@ -65,8 +65,12 @@ def reviews(tmp_path_factory):
         pytest.skip(f"{corpus} not present")
     root = tmp_path_factory.mktemp("mr")
     prepare_movie_reviews(corpus, root / "data", seed=2024)
-    assert tokenize_main(["--in_dir", str(root / "data" / "dev"), "--out_dir", str(root / "dump" / "dev"),
-                          "--tokenizer", "default"]) == 0
+    assert (
+        tokenize_main(
+            ["--in_dir", str(root / "data" / "dev"), "--out_dir", str(root / "dump" / "dev"), "--tokenizer", "default"]
+        )
+        == 0
+    )
     return root
 
 
@@ -77,7 +81,7 @@ def test_stage2_dump_truncates_reviews_to_the_models_512_tokens(reviews, tokeniz
     counts = read_kv(dump / "utt2num_tokens")
     assert set(ids) == set(text) == set(counts) and len(ids) == 200
     assert read_kv(dump / "label") == read_kv(reviews / "data" / "dev" / "label")
-    full = dict(zip(text, encode(tokenizer, list(text.values()), 10 ** 6)))
+    full = dict(zip(text, encode(tokenizer, list(text.values()), 10**6)))
     long = [u for u in ids if len(full[u]) > 512]
     assert len(long) > 100, "most reviews are longer than 512 tokens"
     for u, x in ids.items():
@@ -101,8 +105,11 @@ def test_dataset_reads_the_dump_and_tokenises_alike(reviews, tokenizer):
 
 
 def test_collate_pads_right_with_lengths_and_labels(tokenizer, tmp_path):
-    write_text_set(tmp_path / "s", {"a": "a fine film", "b": "dull , lifeless and far too long"},
-                   {"a": "positive", "b": "negative"})
+    write_text_set(
+        tmp_path / "s",
+        {"a": "a fine film", "b": "dull , lifeless and far too long"},
+        {"a": "positive", "b": "negative"},
+    )
     ds = TextDataset(tmp_path / "s", LABELS, tokenizer=tokenizer)
     batch = ds.collate([ds[0], ds[1]])
     la, lb = ds.lengths
@@ -117,8 +124,9 @@ def test_unknown_label_and_missing_ids_are_named(tmp_path, tokenizer):
     write_text_set(d, {"a": "fine", "b": "dull"}, {"a": "positive", "b": "neutral"})
     with pytest.raises(DataDirError) as e:
         TextDataset(d, LABELS, tokenizer=tokenizer)
-    assert str(e.value) == (f"{d / 'label'}:2: utterance 'b': unknown label 'neutral' "
-                            "(the model's labels: negative, positive)")
+    assert str(e.value) == (
+        f"{d / 'label'}:2: utterance 'b': unknown label 'neutral' (the model's labels: negative, positive)"
+    )
     write_text_set(d, {"a": "fine", "b": "dull"}, {"a": "positive", "b": "negative"})
     (d / "token_ids").write_text("a 101 3835 102\nb 101 x 102\n")
     with pytest.raises(DataDirError, match=r"token_ids:2: utterance 'b': token ids must be integers"):

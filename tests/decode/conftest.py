@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from decode_util import save_seeded, tiny_config
 
 from cald_asr.convert import convert_model
 from cald_asr.data.audio import load_audio, write_wav
 from cald_asr.data.kaldi_dir import write_kv
 from cald_asr.models.model_file import save_model
-from decode_util import save_seeded, tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +32,7 @@ def student_dir(tmp_path_factory, teacher_dir) -> Path:
     torch.manual_seed(1)
     conf = {"d_state": 8, "headdim": 16}
     convert_model(model, "bimamba2", conf)
-    return save_model(model, {**config, "mixer": "bimamba2", "mixer_conf": conf},
-                      tmp_path_factory.mktemp("student"))
+    return save_model(model, {**config, "mixer": "bimamba2", "mixer_conf": conf}, tmp_path_factory.mktemp("student"))
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,15 @@ TINY_WHISPER = dict(n_mels=80, d_model=32, n_heads=2, n_layers=1, ffn_dim=64)
 
 
 def tiny_config(**encoder_conf):
-    return {"model": "asr_ctc", "frontend": "whisper_logmel", "frontend_conf": {"n_mels": 80},
-            "encoder": "whisper", "encoder_conf": {**TINY_WHISPER, **encoder_conf},
-            "token_list": YESNO_TOKENS, "token_type": "char"}
+    return {
+        "model": "asr_ctc",
+        "frontend": "whisper_logmel",
+        "frontend_conf": {"n_mels": 80},
+        "encoder": "whisper",
+        "encoder_conf": {**TINY_WHISPER, **encoder_conf},
+        "token_list": YESNO_TOKENS,
+        "token_type": "char",
+    }
 
 
 def save_seeded(config, out_dir: Path, seed: int, head_gain: float = 1.0, edit=None) -> Path:
@@ -25,4 +31,3 @@ def save_seeded(config, out_dir: Path, seed: int, head_gain: float = 1.0, edit=N
         if edit is not None:
             edit(model)
     return save_model(model, config, out_dir)
-

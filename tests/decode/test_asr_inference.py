@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from decode_util import YESNO_TOKENS, save_seeded, tiny_config
 
 from cald_asr.bin.asr_inference import main
 from cald_asr.data.audio import write_wav
@@ -17,14 +18,22 @@ from cald_asr.data.features import write_feats
 from cald_asr.data.kaldi_dir import c_sort_key, read_kv, write_kv
 from cald_asr.decode.ctc_greedy import ctc_greedy
 from cald_asr.inference import Speech2Text
-from decode_util import YESNO_TOKENS, save_seeded, tiny_config
 
 RECOG_FILES = ("text", "token", "token_int", "score")
 
 
 def run_cli(model_dir, scp, out_dir, *extra, kind="sound"):
-    return main(["--asr_train_config", str(model_dir), "--data_path_and_name_and_type", f"{scp},speech,{kind}",
-                 "--output_dir", str(out_dir), *map(str, extra)])
+    return main(
+        [
+            "--asr_train_config",
+            str(model_dir),
+            "--data_path_and_name_and_type",
+            f"{scp},speech,{kind}",
+            "--output_dir",
+            str(out_dir),
+            *map(str, extra),
+        ]
+    )
 
 
 def read_recog(d: Path):
@@ -93,14 +102,33 @@ def test_broken_inputs_are_reported_and_the_rest_decoded(teacher_dir, yesno16k, 
     x8k = list(audio.values())[0][::2].copy()
     write_wav(bad_dir / "rate8k.wav", x8k, 8000)
     write_wav(bad_dir / "short.wav", np.full(150, 0.1, dtype=np.float32), 16000)
-    scp = {**good, "b-missing": str(bad_dir / "nothere.wav"), "b-corrupt": str(bad_dir / "corrupt.wav"),
-           "b-empty": str(bad_dir / "empty.wav"), "b-rate": str(bad_dir / "rate8k.wav"),
-           "b-short": str(bad_dir / "short.wav")}
+    scp = {
+        **good,
+        "b-missing": str(bad_dir / "nothere.wav"),
+        "b-corrupt": str(bad_dir / "corrupt.wav"),
+        "b-empty": str(bad_dir / "empty.wav"),
+        "b-rate": str(bad_dir / "rate8k.wav"),
+        "b-short": str(bad_dir / "short.wav"),
+    }
     write_kv(tmp_path / "wav.scp", scp)
     out = tmp_path / "dec"
-    r = subprocess.run([sys.executable, "-m", "cald_asr.bin.asr_inference", "--asr_train_config", str(teacher_dir),
-                        "--data_path_and_name_and_type", f"{tmp_path / 'wav.scp'},speech,sound",
-                        "--output_dir", str(out), "--batch_size", "4"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cald_asr.bin.asr_inference",
+            "--asr_train_config",
+            str(teacher_dir),
+            "--data_path_and_name_and_type",
+            f"{tmp_path / 'wav.scp'},speech,sound",
+            "--output_dir",
+            str(out),
+            "--batch_size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1, r.stderr
     failed = read_kv(out / "failed")
     assert set(failed) == {"b-missing", "b-corrupt", "b-empty", "b-rate", "b-short"}
@@ -120,8 +148,9 @@ def test_broken_inputs_are_reported_and_the_rest_decoded(teacher_dir, yesno16k, 
     assert run_cli(teacher_dir, tmp_path / "wav.scp", out2, "--resample", "true") == 1
     assert "b-rate" not in read_kv(out2 / "failed")
     (hyp,) = Speech2Text(teacher_dir)(x8k, fs=8000)
-    assert read_kv(out2 / "1best_recog" / "token_int", allow_empty_value=True)["b-rate"] == \
-        " ".join(map(str, hyp.token_ids))
+    assert read_kv(out2 / "1best_recog" / "token_int", allow_empty_value=True)["b-rate"] == " ".join(
+        map(str, hyp.token_ids)
+    )
 
 
 def test_key_file_selects_utterances(teacher_dir, yesno16k, tmp_path):
@@ -168,8 +197,11 @@ def test_option_errors_exit_2(teacher_dir, yesno16k, tmp_path, capsys):
 def test_config_file_may_name_the_model_and_data(teacher_dir, yesno16k, tmp_path):
     data, wavs, _ = yesno16k
     conf = tmp_path / "decode.yaml"
-    conf.write_text(yaml.safe_dump({"asr_train_config": str(teacher_dir),
-                                    "data_path_and_name_and_type": f"{data / 'wav.scp'},speech,sound"}))
+    conf.write_text(
+        yaml.safe_dump(
+            {"asr_train_config": str(teacher_dir), "data_path_and_name_and_type": f"{data / 'wav.scp'},speech,sound"}
+        )
+    )
     assert main(["--config", str(conf), "--output_dir", str(tmp_path / "o")]) == 0
     assert set(read_kv(tmp_path / "o" / "1best_recog" / "text", allow_empty_value=True)) == set(wavs)
     with pytest.raises(SystemExit) as e:

@@ -38,7 +38,7 @@ def test_full_beam_gives_exact_prefix_probabilities(T, V, seed):
     """A beam that keeps every prefix returns every labeling with its exact probability."""
     probs = random_probs(T, V, seed)
     exact = brute_force(probs)
-    hyps = ctc_prefix_beam_search(np.log(probs), beam_size=V ** T, nbest=len(exact))
+    hyps = ctc_prefix_beam_search(np.log(probs), beam_size=V**T, nbest=len(exact))
     assert [h[0] for h in hyps][:5] == [e[0] for e in exact][:5]
     got = dict(hyps)
     assert set(got) == {e[0] for e in exact}
@@ -58,9 +58,7 @@ def test_pruned_beam_scores_are_lower_bounds_and_sorted(seed):
 
 
 # Hand-made: blank-heavy frames where the best labeling is not the best path. Per frame (blank, a, b):
-HAND = np.array([[0.6, 0.4, 0.0],
-                 [0.6, 0.4, 0.0],
-                 [0.5, 0.1, 0.4]]) + 1e-12
+HAND = np.array([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0], [0.5, 0.1, 0.4]]) + 1e-12
 
 
 def test_beam_finds_the_most_probable_labeling_where_greedy_does_not():
@@ -69,7 +67,7 @@ def test_beam_finds_the_most_probable_labeling_where_greedy_does_not():
     # "ab": a_b .096, _ab .096, aab .064 -> 0.256; "" (the greedy path ___) 0.18; "b" (__b) 0.144
     assert exact[0][0] == (1,) and exact[0][1] == pytest.approx(0.396, abs=1e-9)
     assert ctc_greedy(torch.tensor(np.log(HAND))[None], torch.tensor([3]))[0] == []
-    (top, lp), = ctc_prefix_beam_search(np.log(HAND), beam_size=3)
+    ((top, lp),) = ctc_prefix_beam_search(np.log(HAND), beam_size=3)
     assert top == (1,) and math.exp(lp) == pytest.approx(0.396, abs=1e-9)
 
 
@@ -103,9 +101,15 @@ def test_token_min_logp_prunes_unlikely_extensions():
 
 
 def _torch_ctc(lp, lab):
-    return -float(torch.nn.functional.ctc_loss(lp[:, None], torch.tensor([lab], dtype=torch.long),
-                                               torch.tensor([lp.shape[0]]), torch.tensor([len(lab)]),
-                                               reduction="sum"))
+    return -float(
+        torch.nn.functional.ctc_loss(
+            lp[:, None],
+            torch.tensor([lab], dtype=torch.long),
+            torch.tensor([lp.shape[0]]),
+            torch.tensor([len(lab)]),
+            reduction="sum",
+        )
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -139,7 +143,9 @@ def test_banded_ctc_forward_on_a_peaky_long_posterior(monkeypatch):
     lab = torch.randint(1, V, (n,), generator=g).tolist()
     frames = []
     for tok in lab:
-        frames += [0] * int(torch.randint(1, 6, (1,), generator=g)) + [tok] * int(torch.randint(1, 3, (1,), generator=g))
+        frames += [0] * int(torch.randint(1, 6, (1,), generator=g)) + [tok] * int(
+            torch.randint(1, 3, (1,), generator=g)
+        )
     frames += [0, 0]
     logits = torch.randn(len(frames), V, generator=g, dtype=torch.float64)
     logits[torch.arange(len(frames)), torch.tensor(frames)] += 9.0

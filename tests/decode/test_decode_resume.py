@@ -60,8 +60,15 @@ def stalled(yesno30, tmp_path):
 
 
 def args(model_dir, scp, out_dir, *extra):
-    return ["--asr_train_config", str(model_dir), "--data_path_and_name_and_type", f"{scp},speech,sound",
-            "--output_dir", str(out_dir), *map(str, extra)]
+    return [
+        "--asr_train_config",
+        str(model_dir),
+        "--data_path_and_name_and_type",
+        f"{scp},speech,sound",
+        "--output_dir",
+        str(out_dir),
+        *map(str, extra),
+    ]
 
 
 def start(model_dir, scp, out_dir, *extra):
@@ -69,8 +76,12 @@ def start(model_dir, scp, out_dir, *extra):
     log = Path(f"{out_dir}.{time.monotonic_ns()}.log")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "cald_asr.bin.asr_inference",
-                                 *args(model_dir, scp, out_dir, *extra)], stdout=f, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cald_asr.bin.asr_inference", *args(model_dir, scp, out_dir, *extra)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     proc.log = log
     return proc
 
@@ -128,8 +139,10 @@ def test_sigkill_mid_decode_then_rerun_decodes_only_the_rest(teacher_dir, yesno3
     proc = start(teacher_dir, data / "wav.scp", out)
     err = finish(proc)
     assert proc.returncode == 0, err[-2000:]
-    assert (f"{len(kept)} of 30 utterance(s) already decoded with this model and options (0 by other jobs), "
-            f"{30 - len(kept)} to decode") in err
+    assert (
+        f"{len(kept)} of 30 utterance(s) already decoded with this model and options (0 by other jobs), "
+        f"{30 - len(kept)} to decode"
+    ) in err
     # every utterance decoded exactly once over both runs (a line torn by the kill is cut, not kept)
     keys = [json.loads(line)["key"] for line in journal_lines(out)]
     assert sorted(keys) == sorted(wavs)
@@ -168,8 +181,10 @@ def test_sigterm_exits_3_and_keeps_what_was_decoded(teacher_dir, yesno30, stalle
     assert proc.returncode == 3, err[-2000:]
     n = len(read_journal(out / "journal.jsonl"))
     assert 5 <= n <= 15 and len(journal_lines(out)) == n and victim not in read_journal(out / "journal.jsonl")
-    assert (f"asr_inference: error: terminated by SIGTERM; {out / 'journal.jsonl'} keeps the {n} result(s) done "
-            "so far: run the same command again to do the rest") in err
+    assert (
+        f"asr_inference: error: terminated by SIGTERM; {out / 'journal.jsonl'} keeps the {n} result(s) done "
+        "so far: run the same command again to do the rest"
+    ) in err
     assert not (out / "status").exists()
     write_kv(data / "wav.scp", wavs)
     assert main(args(teacher_dir, data / "wav.scp", out)) == 0
@@ -184,8 +199,10 @@ def test_results_of_another_model_or_config_are_removed(teacher_dir, student_dir
     teacher_text = recog(out)
 
     assert main(args(student_dir, data / "wav.scp", out, "--beam_size", 2)) == 0
-    assert f"{out} holds results of another model or inference config (config.yaml differs; model.safetensors " \
-           "differs): removing journal.jsonl, 1best_recog, failed, rtf; decoding from scratch" in caplog.text
+    assert (
+        f"{out} holds results of another model or inference config (config.yaml differs; model.safetensors "
+        "differs): removing journal.jsonl, 1best_recog, failed, rtf; decoding from scratch" in caplog.text
+    )
     assert main(args(student_dir, data / "wav.scp", fresh, "--beam_size", 2)) == 0
     assert recog(out) == recog(fresh) != teacher_text
     assert len(journal_lines(out)) == len(wavs)  # nothing of the teacher's kept
@@ -218,15 +235,15 @@ def test_failed_or_changed_utterances_are_decoded_again(teacher_dir, yesno16k, t
     write_kv(tmp_path / "wav.scp", scp)
     caplog.clear()
     assert main(args(teacher_dir, tmp_path / "wav.scp", out)) == 0
-    assert "4 of 6 utterance(s) already decoded with this model and options (0 by other jobs), 2 to decode" \
-        in caplog.text
+    assert (
+        "4 of 6 utterance(s) already decoded with this model and options (0 by other jobs), 2 to decode" in caplog.text
+    )
     assert read_kv(out / "failed", allow_empty_value=True) == {}
     text = read_kv(out / "1best_recog" / "token_int", allow_empty_value=True)
     assert text[keys[1]] == text[keys[2]]
 
 
-def test_resume_from_takes_done_utterances_of_the_same_model_only(teacher_dir, student_dir, yesno16k, tmp_path,
-                                                                  caplog):
+def test_resume_from_takes_done_utterances_of_the_same_model_only(teacher_dir, student_dir, yesno16k, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     data, wavs, _ = yesno16k
     keys = sorted(wavs)
@@ -237,10 +254,25 @@ def test_resume_from_takes_done_utterances_of_the_same_model_only(teacher_dir, s
     assert main(args(student_dir, scp, tmp_path / "p2", "--key_file", tmp_path / "part2")) == 0
     caplog.clear()
     out = tmp_path / "all"
-    assert main(args(teacher_dir, scp, out, "--resume_from", tmp_path / "p1", "--resume_from", tmp_path / "p2",
-                     "--resume_from", tmp_path / "nothing_there")) == 0
-    assert "2 of 6 utterance(s) already decoded with this model and options (2 by other jobs), 4 to decode" \
-        in caplog.text
+    assert (
+        main(
+            args(
+                teacher_dir,
+                scp,
+                out,
+                "--resume_from",
+                tmp_path / "p1",
+                "--resume_from",
+                tmp_path / "p2",
+                "--resume_from",
+                tmp_path / "nothing_there",
+            )
+        )
+        == 0
+    )
+    assert (
+        "2 of 6 utterance(s) already decoded with this model and options (2 by other jobs), 4 to decode" in caplog.text
+    )
     assert f"not resuming from {tmp_path / 'p2'}: config.yaml differs; model.safetensors differs" in caplog.text
     assert sorted(read_journal(out / "journal.jsonl")) == keys  # this dir alone holds all its results now
     assert main(args(teacher_dir, scp, tmp_path / "fresh")) == 0

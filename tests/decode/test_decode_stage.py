@@ -24,8 +24,22 @@ SET = "test_yesno"
 def dumped(tmp_path_factory, yesno_dir):
     """yesno through stages 1-2: dump/test_yesno/ (29 utterances at 16 kHz)."""
     root = tmp_path_factory.mktemp("yesno")
-    r = subprocess.run(["./run.sh", "--stop_stage", "2", "--datadir", str(root / "data"), "--dumpdir",
-                        str(root / "dump"), "--expdir", str(root / "exp")], cwd=RECIPE, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "./run.sh",
+            "--stop_stage",
+            "2",
+            "--datadir",
+            str(root / "data"),
+            "--dumpdir",
+            str(root / "dump"),
+            "--expdir",
+            str(root / "exp"),
+        ],
+        cwd=RECIPE,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return root / "dump" / SET
 
@@ -52,16 +66,40 @@ class Recipe:
         return self.model / tag / SET
 
     def stage7(self, *args):
-        cmd = ["./run.sh", "--stage", "7", "--stop_stage", "7", "--cald_configs", "", "--datadir",
-               str(self.root / "data"), "--dumpdir", str(self.root / "dump"), "--expdir", str(self.root / "exp"),
-               "--results_file", str(self.root / "RESULTS.md"), *map(str, args)]
+        cmd = [
+            "./run.sh",
+            "--stage",
+            "7",
+            "--stop_stage",
+            "7",
+            "--cald_configs",
+            "",
+            "--datadir",
+            str(self.root / "data"),
+            "--dumpdir",
+            str(self.root / "dump"),
+            "--expdir",
+            str(self.root / "exp"),
+            "--results_file",
+            str(self.root / "RESULTS.md"),
+            *map(str, args),
+        ]
         return subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True)
 
     def reference(self, model_dir: Path, name: str, *extra) -> dict:
         """The set decoded in one uninterrupted asr_inference run."""
         out = self.root / name
-        assert decode(["--asr_train_config", str(model_dir), "--data_path_and_name_and_type",
-                       f"{self.scp},speech,sound", "--output_dir", str(out), *map(str, extra)]) in (0, 1)
+        assert decode(
+            [
+                "--asr_train_config",
+                str(model_dir),
+                "--data_path_and_name_and_type",
+                f"{self.scp},speech,sound",
+                "--output_dir",
+                str(out),
+                *map(str, extra),
+            ]
+        ) in (0, 1)
         return recog(out)
 
 
@@ -82,14 +120,22 @@ def test_a_crashed_job_fails_the_stage_and_a_rerun_with_another_nj_decodes_the_r
     assert r.returncode != 0
     dec = rec.dec()
     job = 1 if victim in read_kv(dec / "logdir" / "keys.1.scp") else 2
-    assert (f"error: stage 7: decoding job {job} of 2 of {SET} did not finish (it crashed, was killed or could not "
-            f"start), see {dec}/logdir/asr_inference.{job}.log:") in r.stdout
-    assert (f"error: stage 7: 1 of 2 decoding job(s) of {SET} did not finish; what they decoded is kept: rerun the "
-            "stage to decode the rest") in r.stdout
+    assert (
+        f"error: stage 7: decoding job {job} of 2 of {SET} did not finish (it crashed, was killed or could not "
+        f"start), see {dec}/logdir/asr_inference.{job}.log:"
+    ) in r.stdout
+    assert (
+        f"error: stage 7: 1 of 2 decoding job(s) of {SET} did not finish; what they decoded is kept: rerun the "
+        "stage to decode the rest"
+    ) in r.stdout
     assert not (dec / ".done").exists() and not (dec / "1best_recog").exists()
     assert "merge_decodes" not in r.stdout
-    kept = {k for d in (dec / "logdir").glob("output.*") for k, v in read_journal(d / "journal.jsonl").items()
-            if "failed" not in v}
+    kept = {
+        k
+        for d in (dec / "logdir").glob("output.*")
+        for k, v in read_journal(d / "journal.jsonl").items()
+        if "failed" not in v
+    }
     assert victim not in kept and 14 <= len(kept) < 29  # the other job finished, this one stopped at the victim
 
     write_kv(rec.scp, scp)  # the entry repaired

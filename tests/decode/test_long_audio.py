@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from decode_util import save_seeded, tiny_config
 
 from cald_asr.decode.long_audio import plan_windows, splice
 from cald_asr.inference import Speech2Text
-from decode_util import save_seeded, tiny_config
 
 
 def tones(seconds: float, seed: int, fs: int = 16000) -> np.ndarray:
@@ -18,16 +18,18 @@ def tones(seconds: float, seed: int, fs: int = 16000) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * np.cumsum(freq) / fs) + 0.03 * rng.standard_normal(n)).astype(np.float32)
 
 
-@pytest.mark.parametrize("n,window,overlap,stride", [
-    (1000, 300, 100, 1), (16000 * 47 + 123, 16000 * 6, 16000 * 2, 320), (3001, 1000, 250, 4), (5000, 700, 0, 7)])
+@pytest.mark.parametrize(
+    "n,window,overlap,stride",
+    [(1000, 300, 100, 1), (16000 * 47 + 123, 16000 * 6, 16000 * 2, 320), (3001, 1000, 250, 4), (5000, 700, 0, 7)],
+)
 def test_plan_covers_the_input_and_partitions_the_frames(n, window, overlap, stride):
     plan = plan_windows(n, window, overlap, stride)
     win_f, ovl_f = window // stride, overlap // stride
     assert plan[0].start == 0 and plan[-1].end == n
     for a, b in zip(plan, plan[1:]):
-        assert a.end - a.start == win_f * stride           # full windows but the last
-        assert a.end - b.start == ovl_f * stride            # consecutive windows overlap by `overlap`
-        assert a.keep_to == b.keep_from                     # kept frames are contiguous, never doubled
+        assert a.end - a.start == win_f * stride  # full windows but the last
+        assert a.end - b.start == ovl_f * stride  # consecutive windows overlap by `overlap`
+        assert a.keep_to == b.keep_from  # kept frames are contiguous, never doubled
         # a kept frame is at least overlap/2 frames inside the window it comes from
         assert a.keep_to <= a.frame0 + win_f - ovl_f // 2 and b.keep_from >= b.frame0 + ovl_f // 2
     assert all(w.start == w.frame0 * stride for w in plan)
@@ -44,7 +46,7 @@ def test_splice_reassembles_the_global_frames():
     stride, n = 4, 4003
     G = np.random.default_rng(0).standard_normal((n // stride, 5))
     plan = plan_windows(n, 1000, 200, stride)
-    outs = [G[w.frame0: w.frame0 + (w.end - w.start) // stride] for w in plan]
+    outs = [G[w.frame0 : w.frame0 + (w.end - w.start) // stride] for w in plan]
     np.testing.assert_array_equal(splice(plan, outs), G)
 
 
@@ -53,8 +55,13 @@ def local_model_dir(tmp_path_factory):
     """Whisper-shaped CTC model with no transformer layer and zero positions: each output frame depends only
     on ~60 ms of audio around it (log-mel window, two k=3 convolutions), a local receptive field."""
     # the zeroed table must cover the one-pass length: past it Whisper's positions continue by formula
-    return save_seeded(tiny_config(n_layers=0, max_source_positions=4000), tmp_path_factory.mktemp("local"), seed=3,
-                       head_gain=8.0, edit=lambda m: m.encoder.positional_embedding.zero_())
+    return save_seeded(
+        tiny_config(n_layers=0, max_source_positions=4000),
+        tmp_path_factory.mktemp("local"),
+        seed=3,
+        head_gain=8.0,
+        edit=lambda m: m.encoder.positional_embedding.zero_(),
+    )
 
 
 def test_windowed_equals_one_pass_for_a_local_model(local_model_dir):

@@ -28,8 +28,22 @@ RECIPE = Path(__file__).resolve().parents[2] / "egs" / "yesno" / "asr1"
 def trained(tmp_path_factory, yesno_dir):
     root = tmp_path_factory.mktemp("yesno_recipe")
     d = {k: root / k for k in ("data", "dump", "exp")}
-    r = subprocess.run(["./run.sh", "--stop_stage", "5", "--datadir", str(d["data"]), "--dumpdir", str(d["dump"]),
-                        "--expdir", str(d["exp"])], cwd=RECIPE, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "./run.sh",
+            "--stop_stage",
+            "5",
+            "--datadir",
+            str(d["data"]),
+            "--dumpdir",
+            str(d["dump"]),
+            "--expdir",
+            str(d["exp"]),
+        ],
+        cwd=RECIPE,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return d["exp"] / "asr_teacher_tiny_char" / "best", d["dump"] / "test_yesno"
 
@@ -39,9 +53,23 @@ def test_decode_and_score_the_trained_teacher(trained, tmp_path):
     wer = {}
     for beam in (1, 4):
         out = tmp_path / f"beam{beam}"
-        assert decode_main(["--asr_train_config", str(model), "--data_path_and_name_and_type",
-                            f"{test / 'wav.scp'},speech,sound", "--output_dir", str(out), "--batch_size", "8",
-                            "--beam_size", str(beam)]) == 0
+        assert (
+            decode_main(
+                [
+                    "--asr_train_config",
+                    str(model),
+                    "--data_path_and_name_and_type",
+                    f"{test / 'wav.scp'},speech,sound",
+                    "--output_dir",
+                    str(out),
+                    "--batch_size",
+                    "8",
+                    "--beam_size",
+                    str(beam),
+                ]
+            )
+            == 0
+        )
         wer[beam] = score_files(test / "text", out / "1best_recog" / "text", output_dir=out / "score_wer")["err"]
     assert wer[1] <= 25.0
     assert abs(wer[4] - wer[1]) <= 2.0  # a confident model: the beam rarely changes the best path's text
@@ -61,8 +89,10 @@ def test_long_concatenation_decodes_like_its_parts(trained):
     parts = " ".join(h[0].text for h in Speech2Text(model).decode_batch(xs))
     base = jiwer.wer(joined_ref, parts)
     long_x = np.concatenate(xs)
-    for s2t in (Speech2Text(model, long_audio="one_pass"),
-                Speech2Text(model, long_audio="windowed", window_sec=10.0, overlap_sec=2.0)):
+    for s2t in (
+        Speech2Text(model, long_audio="one_pass"),
+        Speech2Text(model, long_audio="windowed", window_sec=10.0, overlap_sec=2.0),
+    ):
         (hyp,) = s2t(long_x)
         assert jiwer.wer(joined_ref, hyp.text) <= base + 0.10, s2t.long_audio
         assert abs(len(hyp.text.split()) - len(joined_ref.split())) <= 8

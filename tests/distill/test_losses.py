@@ -23,9 +23,11 @@ def test_layer_loss_by_hand_with_padding():
     def mse(x, y):
         return ((x[0] - y[0]) ** 2 + (x[1] - y[1]) ** 2) / 2
 
-    expected = (mse(ln(1, 3), ln(3, 1))      # utt 0 frame 0: opposite signs -> (2^2 + 2^2)/2 = 4
-                + mse(ln(0, 0), ln(5, 5))    # utt 0 frame 1: both constant -> LN gives 0 and 0
-                + mse(ln(2, 2.5), ln(0, 1)))  # utt 1 frame 0: same sign pattern -> ~0
+    expected = (
+        mse(ln(1, 3), ln(3, 1))  # utt 0 frame 0: opposite signs -> (2^2 + 2^2)/2 = 4
+        + mse(ln(0, 0), ln(5, 5))  # utt 0 frame 1: both constant -> LN gives 0 and 0
+        + mse(ln(2, 2.5), ln(0, 1))
+    )  # utt 1 frame 0: same sign pattern -> ~0
     assert frames == 3
     assert math.isclose(total.item(), expected, rel_tol=1e-5)
     assert math.isclose(expected, 4.0, rel_tol=1e-3)

@@ -1,6 +1,7 @@
 """Naive per-step recurrences: the ground truth the chunked scans are checked against.
 
 Written as plainly as the papers state them, one time step at a time, so they are slow but obvious."""
+
 import torch
 
 

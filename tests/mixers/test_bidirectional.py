@@ -1,13 +1,17 @@
 """The bidirectional wrapper: definition check per utterance, and the fused scan equals the plain
 two-mixer composition with mixed lengths."""
+
 import pytest
 import torch
 
-from cald_asr.mixers import BiMamba, BiMamba2, Bidirectional, Linformer, Mamba2
+from cald_asr.mixers import Bidirectional, BiMamba, BiMamba2, Linformer, Mamba2
 
 
-@pytest.mark.parametrize("cls,conf", [(BiMamba2, dict(d_state=8, headdim=8, chunk_size=8)),
-                                      (BiMamba, dict(d_state=4, block_size=8))], ids=["bimamba2", "bimamba"])
+@pytest.mark.parametrize(
+    "cls,conf",
+    [(BiMamba2, dict(d_state=8, headdim=8, chunk_size=8)), (BiMamba, dict(d_state=4, block_size=8))],
+    ids=["bimamba2", "bimamba"],
+)
 def test_definition_and_fusion(cls, conf):
     torch.manual_seed(0)
     m = cls(16, **conf).double()
@@ -48,8 +52,11 @@ def test_wraps_any_mixer_with_different_configs():
     assert lin(torch.randn(2, 11, 16), torch.tensor([11, 4])).shape == (2, 11, 16)
 
 
-@pytest.mark.parametrize("cls,conf", [(BiMamba2, dict(d_state=8, headdim=8, chunk_size=8)),
-                                      (BiMamba, dict(d_state=4, block_size=8))], ids=["bimamba2", "bimamba"])
+@pytest.mark.parametrize(
+    "cls,conf",
+    [(BiMamba2, dict(d_state=8, headdim=8, chunk_size=8)), (BiMamba, dict(d_state=4, block_size=8))],
+    ids=["bimamba2", "bimamba"],
+)
 def test_lengths_without_padding_take_the_unmasked_path(cls, conf):
     # a batch whose rows are all full length (batch 1 at inference) must give what lengths=None gives,
     # forward and gradients, while a padded row still keeps its padding at zero

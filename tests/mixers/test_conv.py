@@ -1,5 +1,6 @@
 """The token-major causal depthwise conv equals nn.Conv1d(groups=C) with left padding, forward and
 gradients (the Mamba blocks keep nn.Conv1d's parameter layout)."""
+
 import torch
 
 from cald_asr.mixers.ops.conv import causal_depthwise_conv

@@ -1,5 +1,6 @@
 """Our scans against mamba-ssm's CUDA kernels with the same weights, forward and backward.
 Needs a CUDA device and the mamba_ssm package; skipped elsewhere."""
+
 import copy
 import importlib.util
 
@@ -14,12 +15,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.parametrize("cls,conf", [
-    (Mamba2, dict(d_state=64, headdim=32, chunk_size=64)),
-    (BiMamba2, dict(d_state=64, headdim=32, chunk_size=64)),
-    (Mamba, dict(d_state=16)),
-    (BiMamba, dict(d_state=16)),
-], ids=["mamba2", "bimamba2", "mamba", "bimamba"])
+@pytest.mark.parametrize(
+    "cls,conf",
+    [
+        (Mamba2, dict(d_state=64, headdim=32, chunk_size=64)),
+        (BiMamba2, dict(d_state=64, headdim=32, chunk_size=64)),
+        (Mamba, dict(d_state=16)),
+        (BiMamba, dict(d_state=16)),
+    ],
+    ids=["mamba2", "bimamba2", "mamba", "bimamba"],
+)
 def test_kernel_matches_pure_pytorch(cls, conf):
     torch.manual_seed(0)
     ours = cls(128, **conf).cuda()

@@ -1,5 +1,6 @@
 """Linformer: reproduces softmax attention when E, F are identity-like and k >= n; matches the
 paper's formula per utterance with random E, F and mixed lengths; sharing modes; length limit."""
+
 import math
 
 import pytest
@@ -13,8 +14,9 @@ D, HEADS = 32, 4
 def from_mha(mha, n, k, **kw):
     q, kk, v = mha.in_proj_weight.chunk(3)
     qb, kb, vb = mha.in_proj_bias.chunk(3)
-    return Linformer.from_attention_weights(q, qb, kk, kb, v, vb, mha.out_proj.weight,
-                                            mha.out_proj.bias, HEADS, max_len=n, k=k, **kw)
+    return Linformer.from_attention_weights(
+        q, qb, kk, kb, v, vb, mha.out_proj.weight, mha.out_proj.bias, HEADS, max_len=n, k=k, **kw
+    )
 
 
 @pytest.mark.parametrize("copies", [1, 2])
@@ -57,11 +59,11 @@ def test_sharing_modes():
     assert none.E is not none.F and kv.E is kv.F
     shared = LinformerProjection(50, 8)
     layers = torch.nn.ModuleList([Linformer(D, HEADS, 50, 8, "layerwise", shared) for _ in range(3)])
-    assert all(l.E is shared and l.F is shared for l in layers)
+    assert all(lin.E is shared and lin.F is shared for lin in layers)
     n_params = sum(p.numel() for p in layers.parameters())  # shared E counted once
     assert n_params == 3 * 4 * (D * D + D) + 50 * 8
     x = torch.randn(2, 30, D)
-    sum(l(x).sum() for l in layers).backward()
+    sum(lin(x).sum() for lin in layers).backward()
     assert shared.weight.grad[:30].abs().sum() > 0 and (shared.weight.grad[30:] == 0).all()
     with pytest.raises(ValueError, match="shared_proj"):
         Linformer(D, HEADS, 50, 8, sharing="layerwise")
@@ -73,7 +75,7 @@ def test_length_limit_and_missing_bias():
     torch.manual_seed(2)
     w = [torch.randn(D, D) for _ in range(4)]
     m = Linformer.from_attention_weights(w[0], None, w[1], None, w[2], None, w[3], None, HEADS, 20, 8)
-    assert all((l.bias == 0).all() for l in (m.q_proj, m.k_proj, m.v_proj, m.out_proj))
+    assert all((lin.bias == 0).all() for lin in (m.q_proj, m.k_proj, m.v_proj, m.out_proj))
     assert torch.equal(m.k_proj.weight, w[1])
     m(torch.randn(1, 20, D))
     with pytest.raises(ValueError, match="exceeds Linformer max_len 20"):

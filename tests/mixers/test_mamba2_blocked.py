@@ -2,6 +2,7 @@
 autograd-tracked ops (mamba2_directions_wide with the reference scan), in float64: outputs and the
 gradients of the input and of every parameter, across block boundaries, chunk remainders, mixed
 lengths, biases, several groups; plus torch.autograd.gradcheck of the autograd nodes themselves."""
+
 import pytest
 import torch
 
@@ -27,8 +28,10 @@ def randomize(m):
 
 CONFS = {
     "bi_default_layout": (BiMamba2, dict(d_state=6, headdim=4, chunk_size=8)),
-    "bi_groups_biases": (BiMamba2, dict(d_state=5, headdim=4, ngroups=2, chunk_size=8, bias=True,
-                                        conv_bias=False, expand=2)),
+    "bi_groups_biases": (
+        BiMamba2,
+        dict(d_state=5, headdim=4, ngroups=2, chunk_size=8, bias=True, conv_bias=False, expand=2),
+    ),
     "causal": (Mamba2, dict(d_state=6, headdim=4, chunk_size=8, d_conv=3)),
     "bi_chunk1_conv1": (BiMamba2, dict(d_state=3, headdim=4, chunk_size=1, d_conv=1)),
 }

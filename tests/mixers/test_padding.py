@@ -1,5 +1,6 @@
 """Every registered mixer: an utterance alone equals the same utterance inside a padded batch with
 longer ones (float32, 1e-5); padded outputs are exactly zero; padding content is never read."""
+
 import pytest
 import torch
 

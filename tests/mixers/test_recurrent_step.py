@@ -1,4 +1,5 @@
 """Recurrent step inference of the causal mixers equals the parallel forward, frame by frame."""
+
 import pytest
 import torch
 

@@ -5,8 +5,13 @@ from cald_asr.mixers import MIXERS, BiMamba, BiMamba2, Linformer, Mamba, Mamba2,
 
 
 def test_table_names_and_types():
-    assert MIXERS == {"mamba2": Mamba2, "mamba": Mamba, "bimamba2": BiMamba2, "bimamba": BiMamba,
-                      "linformer": Linformer}
+    assert MIXERS == {
+        "mamba2": Mamba2,
+        "mamba": Mamba,
+        "bimamba2": BiMamba2,
+        "bimamba": BiMamba,
+        "linformer": Linformer,
+    }
 
 
 def test_build_passes_conf_and_defaults():

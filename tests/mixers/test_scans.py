@@ -1,14 +1,14 @@
 """Chunked scans against the naive per-step recurrences in float64: forward, final state and the
 gradients of every input, for lengths that fill chunks exactly, leave a remainder, or are shorter;
 and torch.autograd.gradcheck of the SSD scan's autograd node."""
+
 import pytest
 import torch
+from reference import selective_recurrence, ssd_recurrence
 
 import cald_asr.mixers.ops.selective_scan as selective_scan_mod
 from cald_asr.mixers.ops.selective_scan import selective_scan
 from cald_asr.mixers.ops.ssd import ssd_scan
-
-from reference import selective_recurrence, ssd_recurrence
 
 F64 = dict(dtype=torch.float64)
 CASES = [(1, 16), (2, 16), (63, 16), (64, 16), (65, 16), (64, 64), (65, 64), (517, 64), (517, 100)]
@@ -87,8 +87,13 @@ def test_selective_scan_stable_with_huge_decay():
 
 def test_ssd_rejects_bad_groups():
     with pytest.raises(ValueError, match="multiple of groups"):
-        ssd_scan(torch.zeros(1, 4, 3, 2), torch.ones(1, 4, 3), -torch.ones(3),
-                 torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 2, 2))
+        ssd_scan(
+            torch.zeros(1, 4, 3, 2),
+            torch.ones(1, 4, 3),
+            -torch.ones(3),
+            torch.zeros(1, 4, 2, 2),
+            torch.zeros(1, 4, 2, 2),
+        )
 
 
 def test_gradcheck_scan_node():

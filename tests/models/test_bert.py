@@ -82,8 +82,16 @@ def test_every_token_mixer_is_our_attention(minilm):
 
 def _random_roberta_dir(tmp_path, head: bool):
     cfg = transformers.RobertaConfig(
-        vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=24, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=24,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
     )
     torch.manual_seed(0)
     cls = transformers.RobertaForSequenceClassification if head else transformers.RobertaModel

@@ -35,10 +35,13 @@ def assert_only_mixers_changed(before, after, n_layers):
     assert len({k.split(".self_attn.")[0] for k in sd1 if ".self_attn." in k}) == n_layers
 
 
-@pytest.mark.parametrize("mixer,conf,cls", [
-    ("bimamba2", SMALL_MAMBA, BiMamba2),
-    ("linformer", dict(max_len=1500, k=32, sharing="layerwise"), Linformer),
-])
+@pytest.mark.parametrize(
+    "mixer,conf,cls",
+    [
+        ("bimamba2", SMALL_MAMBA, BiMamba2),
+        ("linformer", dict(max_len=1500, k=32, sharing="layerwise"), Linformer),
+    ],
+)
 def test_whisper_conversion_keeps_every_other_tensor(whisper_ctc, mixer, conf, cls, capsys):
     student = copy.deepcopy(whisper_ctc)
     report = convert_model(student, mixer, conf)
@@ -78,9 +81,17 @@ def test_bert_conversion_to_linformer_defaults_max_len_to_the_encoders():
 
 
 def test_wav2vec2_conversion():
-    cfg = Wav2Vec2Config(conv_dim=(32, 32), conv_kernel=(10, 3), conv_stride=(5, 2), hidden_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    cfg = Wav2Vec2Config(
+        conv_dim=(32, 32),
+        conv_kernel=(10, 3),
+        conv_stride=(5, 2),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )
     model = ASRCTCModel(Wav2Vec2Encoder(cfg), 9)
     student = copy.deepcopy(model)
     convert_model(student, "bimamba2", SMALL_MAMBA)

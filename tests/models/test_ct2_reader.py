@@ -43,8 +43,13 @@ def written(tmp_path_factory):
     """A model.bin written by ctranslate2.specs (the reference writer) and the values put in it."""
     spec = _AllDtypesSpec(np.random.default_rng(0))
     expected = {
-        "a/weight": spec.a.weight, "num_heads": np.array(spec.num_heads), "i8": spec.i8, "i16": spec.i16,
-        "i32": spec.i32, "f16": spec.f16, "bf16": spec.bf16.float().numpy(),
+        "a/weight": spec.a.weight,
+        "num_heads": np.array(spec.num_heads),
+        "i8": spec.i8,
+        "i16": spec.i16,
+        "i32": spec.i32,
+        "f16": spec.f16,
+        "bf16": spec.bf16.float().numpy(),
     }
     spec.validate()
     spec.optimize()  # aliases b/weight to the identical a/weight

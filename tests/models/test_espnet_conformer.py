@@ -12,7 +12,7 @@ import yaml
 pytest.importorskip(
     "espnet2.asr.encoder.conformer_encoder",
     reason="espnet not installed (pip install --no-deps espnet==202511 && "
-           "pip install -c constraints.txt typeguard packaging)",
+    "pip install -c constraints.txt typeguard packaging)",
 )
 
 from espnet2.asr.ctc import CTC  # noqa: E402
@@ -46,8 +46,16 @@ def an4_conformer_conf(**kw):
 
 
 def enc_conf(**kw):
-    return dict(output_size=32, attention_heads=4, linear_units=64, num_blocks=3, cnn_module_kernel=7,
-                input_layer="conv2d", macaron_style=True, **{**REL, **kw})
+    return dict(
+        output_size=32,
+        attention_heads=4,
+        linear_units=64,
+        num_blocks=3,
+        cnn_module_kernel=7,
+        input_layer="conv2d",
+        macaron_style=True,
+        **{**REL, **kw},
+    )
 
 
 def randomise_batchnorm(module):
@@ -65,18 +73,37 @@ def write_experiment(tmp_path, encoder_conf, extra_conf=None, extra_state=None):
     enc = ConformerEncoder(input_size=IN_DIM, **encoder_conf)
     randomise_batchnorm(enc)
     ctc = CTC(odim=VOCAB, encoder_output_size=enc.output_size())
-    dec = TransformerDecoder(vocab_size=VOCAB, encoder_output_size=enc.output_size(), attention_heads=4,
-                             linear_units=64, num_blocks=1)
-    conf = {"input_size": IN_DIM, "frontend": None, "normalize": None, "specaug": "specaug",
-            "specaug_conf": {"apply_time_warp": True}, "encoder": "conformer", "encoder_conf": encoder_conf,
-            "decoder": "transformer", "decoder_conf": {"num_blocks": 1}, "model": "espnet",
-            "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1},
-            "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True,
-                         "ignore_nan_grad": None, "zero_infinity": True},
-            "token_list": TOKENS, **(extra_conf or {})}
-    state = {**{f"encoder.{k}": v for k, v in enc.state_dict().items()},
-             **{f"ctc.{k}": v for k, v in ctc.state_dict().items()},
-             **{f"decoder.{k}": v for k, v in dec.state_dict().items()}, **(extra_state or {})}
+    dec = TransformerDecoder(
+        vocab_size=VOCAB, encoder_output_size=enc.output_size(), attention_heads=4, linear_units=64, num_blocks=1
+    )
+    conf = {
+        "input_size": IN_DIM,
+        "frontend": None,
+        "normalize": None,
+        "specaug": "specaug",
+        "specaug_conf": {"apply_time_warp": True},
+        "encoder": "conformer",
+        "encoder_conf": encoder_conf,
+        "decoder": "transformer",
+        "decoder_conf": {"num_blocks": 1},
+        "model": "espnet",
+        "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1},
+        "ctc_conf": {
+            "dropout_rate": 0.0,
+            "ctc_type": "builtin",
+            "reduce": True,
+            "ignore_nan_grad": None,
+            "zero_infinity": True,
+        },
+        "token_list": TOKENS,
+        **(extra_conf or {}),
+    }
+    state = {
+        **{f"encoder.{k}": v for k, v in enc.state_dict().items()},
+        **{f"ctc.{k}": v for k, v in ctc.state_dict().items()},
+        **{f"decoder.{k}": v for k, v in dec.state_dict().items()},
+        **(extra_state or {}),
+    }
     exp = tmp_path / "exp" / "asr_test"
     exp.mkdir(parents=True)
     (exp / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
@@ -89,6 +116,7 @@ def espnet_stft_logmel():
     pytest.importorskip("torch_complex", reason="espnet2.layers.stft needs torch_complex")
     from espnet2.layers.log_mel import LogMel
     from espnet2.layers.stft import Stft
+
     return LogMel, Stft
 
 
@@ -139,7 +167,7 @@ def test_padding_invariance_and_espnet_batch_behaviour(tmp_path):
     x, lens = feats_batch([57, 38])
     with torch.no_grad():
         batch = model.encoder(x, lens)
-        alone = [model.encoder(x[i:i + 1, :n], lens[i:i + 1]) for i, n in enumerate(lens.tolist())]
+        alone = [model.encoder(x[i : i + 1, :n], lens[i : i + 1]) for i, n in enumerate(lens.tolist())]
         esp_batch, esp_lens, _ = enc(x, lens)
         esp_short, esp_short_len, _ = enc(x[1:, :38], lens[1:])
     for i, a in enumerate(alone):
@@ -202,8 +230,9 @@ def test_attention_weights_initialise_an_equivalent_linformer(tmp_path):
     w = attention_weights(attn)
     assert w["n_heads"] == 4 and torch.equal(w["k_w"], attn.linear_k.weight)
     n = 12
-    lin = Linformer.from_attention_weights(**{k: v for k, v in w.items() if k != "n_heads"},
-                                           num_heads=w["n_heads"], max_len=n, k=n, sharing="key_value")
+    lin = Linformer.from_attention_weights(
+        **{k: v for k, v in w.items() if k != "n_heads"}, num_heads=w["n_heads"], max_len=n, k=n, sharing="key_value"
+    )
     with torch.no_grad():
         lin.E.weight.copy_(torch.eye(n) * math.sqrt(n))
         x = torch.randn(2, n, 32, generator=torch.Generator().manual_seed(3))
@@ -216,7 +245,7 @@ def test_frontend_and_global_mvn_model_matches_espnet_chain(tmp_path, fsdd_16k):
     stats = tmp_path / "feats_stats.npz"
     g = np.random.default_rng(0)
     s = g.normal(size=40) * 100
-    np.savez(stats, count=np.array(1000), sum=s, sum_square=s ** 2 / 1000 + g.uniform(50, 100, 40) * 1000)
+    np.savez(stats, count=np.array(1000), sum=s, sum_square=s**2 / 1000 + g.uniform(50, 100, 40) * 1000)
     fconf = {"fs": "16k", "n_fft": 512, "hop_length": 160, "n_mels": 40}
     stft, logmel = Stft(n_fft=512, hop_length=160), LogMel(fs=16000, n_fft=512, n_mels=40)
     norm = EspGlobalMVN(stats)
@@ -224,12 +253,24 @@ def test_frontend_and_global_mvn_model_matches_espnet_chain(tmp_path, fsdd_16k):
     enc = ConformerEncoder(input_size=40, **enc_conf()).eval()
     randomise_batchnorm(enc)
     ctc = CTC(odim=VOCAB, encoder_output_size=32)
-    conf = {"input_size": None, "frontend": "default", "frontend_conf": fconf, "normalize": "global_mvn",
-            "normalize_conf": {"stats_file": "exp/asr_stats/train/feats_stats.npz"}, "encoder": "conformer",
-            "encoder_conf": enc_conf(), "model_conf": {"ctc_weight": 1.0}, "token_list": TOKENS}
-    state = {"frontend.logmel.melmat": logmel.melmat, "normalize.mean": norm.mean, "normalize.std": norm.std,
-             **{f"encoder.{k}": v for k, v in enc.state_dict().items()},
-             **{f"ctc.{k}": v for k, v in ctc.state_dict().items()}}
+    conf = {
+        "input_size": None,
+        "frontend": "default",
+        "frontend_conf": fconf,
+        "normalize": "global_mvn",
+        "normalize_conf": {"stats_file": "exp/asr_stats/train/feats_stats.npz"},
+        "encoder": "conformer",
+        "encoder_conf": enc_conf(),
+        "model_conf": {"ctc_weight": 1.0},
+        "token_list": TOKENS,
+    }
+    state = {
+        "frontend.logmel.melmat": logmel.melmat,
+        "normalize.mean": norm.mean,
+        "normalize.std": norm.std,
+        **{f"encoder.{k}": v for k, v in enc.state_dict().items()},
+        **{f"ctc.{k}": v for k, v in ctc.state_dict().items()},
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))
     torch.save(state, tmp_path / "model.pth")
     model = load_espnet_asr(tmp_path / "config.yaml", tmp_path / "model.pth")
@@ -250,9 +291,19 @@ def test_fbank_matches_espnet_stft_logmel_and_is_batch_independent(fsdd_16k):
     LogMel, Stft = espnet_stft_logmel()
 
     wavs = [torch.from_numpy(fsdd_16k(f)) for f in ("0_jackson_0.wav", "7_theo_3.wav")]
-    for conf in ({"n_fft": 512, "hop_length": 160, "n_mels": 80},
-                 {"n_fft": 400, "win_length": 320, "hop_length": 128, "n_mels": 40, "window": "hamming",
-                  "fmin": 60, "fmax": 7600, "htk": True}):
+    for conf in (
+        {"n_fft": 512, "hop_length": 160, "n_mels": 80},
+        {
+            "n_fft": 400,
+            "win_length": 320,
+            "hop_length": 128,
+            "n_mels": 40,
+            "window": "hamming",
+            "fmin": 60,
+            "fmax": 7600,
+            "htk": True,
+        },
+    ):
         ours = EspnetFbank(**conf)
         mel_keys = ("n_fft", "n_mels", "fmin", "fmax", "htk")
         stft = Stft(**{k: v for k, v in conf.items() if k not in mel_keys[1:]})
@@ -261,11 +312,11 @@ def test_fbank_matches_espnet_stft_logmel_and_is_batch_independent(fsdd_16k):
         batch = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
         fb, fb_len = ours(batch, lens)
         for i, w in enumerate(wavs):
-            spec, n = stft(w[None], lens[i:i + 1])
+            spec, n = stft(w[None], lens[i : i + 1])
             ref, _ = logmel(spec[..., 0] ** 2 + spec[..., 1] ** 2, n)
             assert int(fb_len[i]) == int(n) == len(w) // conf["hop_length"] + 1
             torch.testing.assert_close(fb[i, : int(n)], ref[0], rtol=1e-5, atol=1e-4)
-            assert fb[i, int(n):].abs().sum() == 0
+            assert fb[i, int(n) :].abs().sum() == 0
 
 
 def test_mvn_layers_match_espnet(tmp_path):
@@ -273,8 +324,12 @@ def test_mvn_layers_match_espnet(tmp_path):
     x = torch.randn(1, 30, 6, generator=g) * 3 + 2
     n = torch.tensor([30])
     stats = tmp_path / "stats.npz"
-    np.savez(stats, count=np.array(30), sum=x[0].sum(0).double().numpy() + 7,
-             sum_square=(x[0] ** 2).sum(0).double().numpy() + 40)
+    np.savez(
+        stats,
+        count=np.array(30),
+        sum=x[0].sum(0).double().numpy() + 7,
+        sum_square=(x[0] ** 2).sum(0).double().numpy() + 40,
+    )
     for nm, nv in ((True, True), (True, False), (False, True)):
         got = GlobalMVN.from_stats_file(stats, nm, nv)(x.clone(), n)[0]
         torch.testing.assert_close(got, EspGlobalMVN(stats, nm, nv)(x.clone(), n)[0])
@@ -293,8 +348,14 @@ def test_from_scratch_builder_round_trips(tmp_path):
     tokens = ["<blank>", "<unk>", "a", "b", "c", "<space>", "<sos/eos>"]
     model = conformer_ctc_from_scratch(input_size=13, token_list=tokens, **an4_conformer_conf(num_blocks=2)).eval()
     conf = model.config["encoder_conf"]
-    assert (conf["output_size"], conf["attention_heads"], conf["linear_units"], conf["cnn_module_kernel"],
-            conf["input_layer"], conf["macaron_style"]) == (144, 4, 576, 15, "conv2d", True)
+    assert (
+        conf["output_size"],
+        conf["attention_heads"],
+        conf["linear_units"],
+        conf["cnn_module_kernel"],
+        conf["input_layer"],
+        conf["macaron_style"],
+    ) == (144, 4, 576, 15, "conv2d", True)
     randomise_batchnorm(model)
     cfg, pth = save_espnet_asr(model, tmp_path / "exp" / "an4_conformer")
     assert yaml.safe_load(cfg.read_text())["encoder"] == "conformer"
@@ -312,9 +373,13 @@ def test_from_scratch_global_mvn_reads_stats_and_round_trips(tmp_path):
     g = np.random.default_rng(2)
     feats = g.normal(size=(500, 13)) * g.uniform(0.5, 20, 13) + g.normal(size=13) * 10
     stats = tmp_path / "feats_stats.npz"
-    np.savez(stats, count=np.array(len(feats)), sum=feats.sum(0), sum_square=(feats ** 2).sum(0))
-    model = conformer_ctc_from_scratch(vocab_size=8, normalize="global_mvn", normalize_conf={"stats_file": str(stats)},
-                                       **an4_conformer_conf(num_blocks=1)).eval()
+    np.savez(stats, count=np.array(len(feats)), sum=feats.sum(0), sum_square=(feats**2).sum(0))
+    model = conformer_ctc_from_scratch(
+        vocab_size=8,
+        normalize="global_mvn",
+        normalize_conf={"stats_file": str(stats)},
+        **an4_conformer_conf(num_blocks=1),
+    ).eval()
     np.testing.assert_allclose(model.normalize.mean.numpy(), feats.mean(0), rtol=1e-9)
     np.testing.assert_allclose(model.normalize.std.numpy(), feats.std(0), rtol=1e-9)
     cfg, pth = save_espnet_asr(model, tmp_path / "exp")

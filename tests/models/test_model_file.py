@@ -84,11 +84,14 @@ def test_missing_config_is_named(tmp_path):
         load_model(tmp_path / "config.yaml")
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("encoder", "transformerxl", "unknown encoder 'transformerxl'; known: .*whisper"),
-    ("mixer", "bimamba3", "unknown mixer 'bimamba3'; known: .*bimamba2"),
-    ("model", "seq2seq", "unknown model 'seq2seq'"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("encoder", "transformerxl", "unknown encoder 'transformerxl'; known: .*whisper"),
+        ("mixer", "bimamba3", "unknown mixer 'bimamba3'; known: .*bimamba2"),
+        ("model", "seq2seq", "unknown model 'seq2seq'"),
+    ],
+)
 def test_config_naming_unknown_parts_is_refused_with_the_file(saved, key, value, message):
     path = saved / "config.yaml"
     config = yaml.safe_load(path.read_text())
@@ -101,8 +104,11 @@ def test_config_naming_unknown_parts_is_refused_with_the_file(saved, key, value,
 def test_weights_of_another_architecture_are_refused(saved, tmp_path):
     other = tiny_whisper_ctc()
     convert_model(other, "bimamba2", dict(d_state=16, headdim=16))
-    save_model(other, model_config(other, token_list=TOKENS, mixer="bimamba2",
-                                   mixer_conf=dict(d_state=16, headdim=16)), tmp_path / "student")
+    save_model(
+        other,
+        model_config(other, token_list=TOKENS, mixer="bimamba2", mixer_conf=dict(d_state=16, headdim=16)),
+        tmp_path / "student",
+    )
     with pytest.raises(ModelFileError, match="weights do not match"):
         load_model(saved / "config.yaml", tmp_path / "student" / "model.safetensors")
 

@@ -17,10 +17,19 @@ VARIANTS = [("group", False, 8), ("group", True, 5), ("layer", False, 5), ("laye
 
 def _hf_config(norm, stable, pos_width, **extra):
     return transformers.Wav2Vec2Config(
-        hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
-        conv_dim=(8, 8, 8), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2), conv_bias=norm == "layer",
-        num_conv_pos_embeddings=pos_width, num_conv_pos_embedding_groups=2,
-        feat_extract_norm=norm, do_stable_layer_norm=stable, **extra,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8, 8, 8),
+        conv_kernel=(10, 3, 3),
+        conv_stride=(5, 2, 2),
+        conv_bias=norm == "layer",
+        num_conv_pos_embeddings=pos_width,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm=norm,
+        do_stable_layer_norm=stable,
+        **extra,
     )
 
 
@@ -83,7 +92,7 @@ def test_layer_variant_padded_batch_matches_transformers_and_singles(tmp_path, f
             alone = model(clips[b][None])
         for i, (hb, ha) in enumerate(zip(ours.hidden_states, alone.hidden_states)):
             torch.testing.assert_close(hb[b, : T[b]], ha[0], **TOL, msg=f"layer {i} item {b}")
-            assert torch.all(hb[b, T[b]:] == 0)
+            assert torch.all(hb[b, T[b] :] == 0)
 
 
 def test_group_variant_masks_its_time_statistics(tmp_path):

@@ -157,10 +157,12 @@ def test_inference_path_equals_the_training_path(monkeypatch, mixer, batch):
     torch.manual_seed(0)
     enc = WhisperEncoder(n_mels=8, d_model=16, n_heads=2, n_layers=2, ffn_dim=32, position_limit=20).eval()
     if mixer:
+
         class Holder(torch.nn.Module):  # convert_model works on a model holding an encoder
             def __init__(self):
                 super().__init__()
                 self.encoder = enc
+
         convert_model(Holder(), mixer, dict(d_state=4, headdim=8, chunk_size=4))
     feats, lengths = torch.randn(2, 50, 8), torch.tensor([50, 37])
     if batch == "one":
@@ -192,10 +194,21 @@ def test_40s_input_runs(teacher, frontend, fsdd_16k):
 
 def _tiny_config(**overrides):
     cfg = dict(
-        num_mel_bins=80, d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
-        decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=128, vocab_size=100,
-        max_target_positions=32, max_source_positions=1500,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+        num_mel_bins=80,
+        d_model=64,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        decoder_ffn_dim=128,
+        vocab_size=100,
+        max_target_positions=32,
+        max_source_positions=1500,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
     )
     cfg.update(overrides)
     return WhisperConfig(**cfg)

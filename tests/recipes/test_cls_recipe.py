@@ -7,21 +7,40 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from cald_asr.data.kaldi_dir import read_kv
 from shared_data import SHARED_DATA
 
+from cald_asr.data.kaldi_dir import read_kv
+
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "sst2" / "cls1"
-TINY = ["--train_set", "train_64", "--local_data_opts", f"--corpus_dir {SHARED_DATA / 'sst2'} --train_size 64",
-        "--cald_configs", "conf/cald/target.yaml conf/cald/unguided.yaml",
-        "--train_args", "--max_steps 2 --valid_every 100 --snapshot_every 1 --max_batch_size 16 --batch_bins 1024",
-        "--inference_args", "--batch_size 16"]
+TINY = [
+    "--train_set",
+    "train_64",
+    "--local_data_opts",
+    f"--corpus_dir {SHARED_DATA / 'sst2'} --train_size 64",
+    "--cald_configs",
+    "conf/cald/target.yaml conf/cald/unguided.yaml",
+    "--train_args",
+    "--max_steps 2 --valid_every 100 --snapshot_every 1 --max_batch_size 16 --batch_bins 1024",
+    "--inference_args",
+    "--batch_size 16",
+]
 
 
 def run(tmp_path, *args):
     d = {k: tmp_path / k for k in ("data", "dump", "exp")}
-    cmd = ["./run.sh", "--datadir", str(d["data"]), "--dumpdir", str(d["dump"]), "--expdir", str(d["exp"]),
-           "--results_file", str(tmp_path / "RESULTS.md"), *TINY, *args]
+    cmd = [
+        "./run.sh",
+        "--datadir",
+        str(d["data"]),
+        "--dumpdir",
+        str(d["dump"]),
+        "--expdir",
+        str(d["exp"]),
+        "--results_file",
+        str(tmp_path / "RESULTS.md"),
+        *TINY,
+        *args,
+    ]
     return subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True), d
 
 
@@ -41,8 +60,9 @@ def test_sst2_end_to_end(tmp_path):
     assert len(list((d["exp"] / "cls_teacher_minilm" / "snapshots").glob("step_*"))) == 2
     results = (tmp_path / "RESULTS.md").read_text()
     for name in runs:
-        row = re.search(rf"\| {name}/best \| [^|]+ \| [0-9,]+ \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|",
-                        results)
+        row = re.search(
+            rf"\| {name}/best \| [^|]+ \| [0-9,]+ \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|", results
+        )
         assert row, name
         assert 0 < float(row.group(1)) <= 100 and 0 < float(row.group(2)) <= 100
     assert "seeded random subset (seed 0) of 64 of the 67,349 SST-2 training phrases" in results

@@ -12,11 +12,19 @@ from cald_asr.bin.prepare_teacher import prepare_teacher
 from cald_asr.data.kaldi_dir import read_kv, write_kv
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "sst2" / "cls1"
-TEACHER = {"model": "text_cls", "encoder": "bert", "pretrained": {"format": "bert_hf", "path": "default"},
-           "pooling": "mean"}
-SENTENCES = {"dev": {"d1": "a gorgeous , witty , seductive movie .", "d2": "dull , lifeless , and far too long ."},
-             "test": {"t1": "it 's a charming and often affecting journey .",
-                      "t2": "the acting is amateurish and the plot is a mess ."}}
+TEACHER = {
+    "model": "text_cls",
+    "encoder": "bert",
+    "pretrained": {"format": "bert_hf", "path": "default"},
+    "pooling": "mean",
+}
+SENTENCES = {
+    "dev": {"d1": "a gorgeous , witty , seductive movie .", "d2": "dull , lifeless , and far too long ."},
+    "test": {
+        "t1": "it 's a charming and often affecting journey .",
+        "t2": "the acting is amateurish and the plot is a mess .",
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +35,22 @@ def teacher(tmp_path_factory):
 
 
 def stage7(root: Path, *args):
-    cmd = ["./run.sh", "--stage", "7", "--stop_stage", "7", "--datadir", str(root / "data"), "--dumpdir",
-           str(root / "dump"), "--expdir", str(root / "exp"), "--results_file", str(root / "RESULTS.md"),
-           *map(str, args)]
+    cmd = [
+        "./run.sh",
+        "--stage",
+        "7",
+        "--stop_stage",
+        "7",
+        "--datadir",
+        str(root / "data"),
+        "--dumpdir",
+        str(root / "dump"),
+        "--expdir",
+        str(root / "exp"),
+        "--results_file",
+        str(root / "RESULTS.md"),
+        *map(str, args),
+    ]
     return subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True)
 
 
@@ -45,8 +66,10 @@ def test_stage7_fails_on_a_job_that_did_not_finish_and_lists_broken_lines(teache
     r = stage7(tmp_path)
     out = best / "infer" / "dev"
     assert r.returncode != 0
-    assert (f"error: stage 7: cls_inference of dev did not finish (it crashed, was killed or could not start), see "
-            f"{out}/cls_inference.log:") in r.stdout
+    assert (
+        f"error: stage 7: cls_inference of dev did not finish (it crashed, was killed or could not start), see "
+        f"{out}/cls_inference.log:"
+    ) in r.stdout
     assert "cannot read model weights" in r.stdout  # the log's tail is quoted
     assert not (out / ".done").exists()
 

@@ -19,8 +19,18 @@ EGS = Path(__file__).resolve().parents[2] / "egs"
 def run_recipe(corpus, tmp_path, *args):
     d = {k: tmp_path / k for k in ("data", "dump", "exp")}
     d["results"] = tmp_path / "RESULTS.md"
-    cmd = ["./run.sh", "--datadir", str(d["data"]), "--dumpdir", str(d["dump"]), "--expdir", str(d["exp"]),
-           "--results_file", str(d["results"]), *args]
+    cmd = [
+        "./run.sh",
+        "--datadir",
+        str(d["data"]),
+        "--dumpdir",
+        str(d["dump"]),
+        "--expdir",
+        str(d["exp"]),
+        "--results_file",
+        str(d["results"]),
+        *args,
+    ]
     r = subprocess.run(cmd, cwd=EGS / corpus / "asr1", capture_output=True, text=True)
     return r, d
 
@@ -86,7 +96,10 @@ def test_yesno_end_to_end(tmp_path):
     results = d["results"].read_text()
     rows = [line for line in results.splitlines() if line.startswith("| ") and "/best |" in line]
     assert [row.split(" | ")[0][2:] for row in rows] == [
-        "asr_teacher_tiny_char/best", "cald_target_bimamba2_tiny_char/best", "cald_unguided_bimamba2_tiny_char/best"]
+        "asr_teacher_tiny_char/best",
+        "cald_target_bimamba2_tiny_char/best",
+        "cald_unguided_bimamba2_tiny_char/best",
+    ]
     test_wer = {row.split(" | ")[0][2:].split("_")[1]: float(row.split(" | ")[3]) for row in rows}
     assert test_wer["target"] <= test_wer["teacher"] + 10.0
     assert "## Commands" in results and "./run.sh" in results

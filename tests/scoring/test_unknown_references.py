@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from shared_data import SHARED_DATA
 
 from cald_asr.bin import make_results
 from cald_asr.bin.score import main as score_main
 from cald_asr.data.kaldi_dir import write_kv
 from cald_asr.models.model_file import build_model, save_model
 from cald_asr.text import SentencePieceTokenizer, TokenList, train_sentencepiece
-
-from shared_data import SHARED_DATA
 
 YESNO = SHARED_DATA / "yesno" / "waves_yesno"
 CHARS = ["<blank>", "<unk>", "<space>", "N", "O", "E", "S", "Y", "<sos/eos>"]
@@ -26,9 +25,15 @@ def yesno_refs(n=6):
 
 def tiny_model(out: Path, token_list, **fields) -> Path:
     """A seeded 1-layer CTC model in our model format (untrained: scoring reads only its config)."""
-    config = {"model": "asr_ctc", "frontend": "whisper_logmel", "frontend_conf": {"n_mels": 80},
-              "encoder": "whisper", "encoder_conf": dict(n_mels=80, d_model=32, n_heads=2, n_layers=1, ffn_dim=64),
-              "token_list": token_list, **fields}
+    config = {
+        "model": "asr_ctc",
+        "frontend": "whisper_logmel",
+        "frontend_conf": {"n_mels": 80},
+        "encoder": "whisper",
+        "encoder_conf": dict(n_mels=80, d_model=32, n_heads=2, n_layers=1, ffn_dim=64),
+        "token_list": token_list,
+        **fields,
+    }
     torch.manual_seed(0)
     return save_model(build_model(config), config, out)
 
@@ -47,12 +52,28 @@ def test_make_results_warns_about_reference_symbols_the_model_lacks(tmp_path, ca
     model = tiny_model(tmp_path / "exp" / "asr_tiny" / "best", CHARS, token_type="char")
     write_kv(model / "decode" / "test" / "1best_recog" / "text", yesno_refs())
     out = tmp_path / "RESULTS.md"
-    assert make_results.main(["--models", str(model), "--test_sets", "test", "--decode_tag", "decode",
-                              "--data_dir", str(data), "--output", str(out)]) == 0
+    assert (
+        make_results.main(
+            [
+                "--models",
+                str(model),
+                "--test_sets",
+                "test",
+                "--decode_tag",
+                "decode",
+                "--data_dir",
+                str(data),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     n = n_chars(refs.values())
     assert capsys.readouterr().err.splitlines() == [
         f"make_results: warning: asr_tiny/best: {data / 'test' / 'text'}: 5 of {n} tokens ({500 / n:.2f} %) are not "
-        "in the token list and become <unk>: 'Q' x2, 'I' x1, 'U' x1, 'Z' x1"]
+        "in the token list and become <unk>: 'Q' x2, 'I' x1, 'U' x1, 'Z' x1"
+    ]
     res = json.loads((model / "decode" / "test" / "score_wer" / "result.json").read_text())
     assert res["ref_unknown"] == {"n_tokens": n, "n_unknown": 5, "symbols": {"Q": 2, "I": 1, "U": 1, "Z": 1}}
     assert res["n_ins"] == 0 and res["n_del"] == 3  # the scores count words as before: QUIZ, NO, Q deleted

@@ -1,10 +1,10 @@
 import os
 
+from an4_transcripts import an4_transcripts
+
 from cald_asr.bin.make_token_list import main
 from cald_asr.data.kaldi_dir import write_kv
 from cald_asr.text import SentencePieceTokenizer, TokenList
-
-from an4_transcripts import an4_transcripts
 
 
 def write_text(tmp_path):
@@ -45,7 +45,23 @@ def test_reuse_force_and_stale(tmp_path, capsys):
 def test_bpe_token_list_and_model(tmp_path):
     text = write_text(tmp_path)
     out = tmp_path / "token_list" / "bpe"
-    assert main(["--token_type", "bpe", "--nbpe", "30", "--bpe_model_type", "unigram", "--text", str(text), "--output_dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--token_type",
+                "bpe",
+                "--nbpe",
+                "30",
+                "--bpe_model_type",
+                "unigram",
+                "--text",
+                str(text),
+                "--output_dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     tl = TokenList.load(out / "tokens.txt")
     model = SentencePieceTokenizer(out / "bpe.model", tl)
     assert tl.tokens[2:-1] == model.pieces() and len(tl) == 30 + 2

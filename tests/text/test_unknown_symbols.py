@@ -2,10 +2,9 @@
 tokenizers and for sentencepiece (text the model cannot cover, and pieces the token list lacks)."""
 
 import pytest
+from an4_transcripts import an4_transcripts
 
 from cald_asr.text import CharTokenizer, SentencePieceTokenizer, TokenList, train_sentencepiece, unknown_symbols
-
-from an4_transcripts import an4_transcripts
 
 
 def yesno_chars():
@@ -20,8 +19,10 @@ def test_char_symbols_outside_the_token_list_are_counted_and_named():
     assert unk.counts == {"Q": 2, "I": 1, "U": 1, "Z": 1} and list(unk.counts) == ["Q", "I", "U", "Z"]
     assert unk.ids == [tok.encode(t) for t in texts]
     assert sum(i == 1 for ids in unk.ids for i in ids) == unk.n_unknown == 5
-    assert unk.message("dump/train/text") == ("dump/train/text: 5 of 18 tokens (27.78 %) are not in the token list "
-                                              "and become <unk>: 'Q' x2, 'I' x1, 'U' x1, 'Z' x1")
+    assert unk.message("dump/train/text") == (
+        "dump/train/text: 5 of 18 tokens (27.78 %) are not in the token list "
+        "and become <unk>: 'Q' x2, 'I' x1, 'U' x1, 'Z' x1"
+    )
     assert unk.as_dict() == {"n_tokens": 18, "n_unknown": 5, "symbols": {"Q": 2, "I": 1, "U": 1, "Z": 1}}
 
 

@@ -6,7 +6,6 @@ import subprocess
 
 import pytest
 import torch
-
 from train_helpers import RECIPE, Teacher, Yesno, cli, std_args, subprocess_env
 
 
@@ -22,12 +21,32 @@ def one_thread():
 @pytest.fixture(scope="session")
 def yesno(tmp_path_factory, yesno_dir) -> Yesno:
     root = tmp_path_factory.mktemp("yesno")
-    r = subprocess.run(["./run.sh", "--datadir", root / "data", "--dumpdir", root / "dump", "--expdir", root / "exp",
-                        "--local_data_opts", f"--corpus_dir {yesno_dir}", "--stop_stage", "4"],
-                       cwd=RECIPE, capture_output=True, text=True, env=subprocess_env())
+    r = subprocess.run(
+        [
+            "./run.sh",
+            "--datadir",
+            root / "data",
+            "--dumpdir",
+            root / "dump",
+            "--expdir",
+            root / "exp",
+            "--local_data_opts",
+            f"--corpus_dir {yesno_dir}",
+            "--stop_stage",
+            "4",
+        ],
+        cwd=RECIPE,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return Yesno(root, root / "dump" / "train_nodev", root / "dump" / "train_dev",
-                 root / "exp" / "asr_teacher_tiny_char" / "init")
+    return Yesno(
+        root,
+        root / "dump" / "train_nodev",
+        root / "dump" / "train_dev",
+        root / "exp" / "asr_teacher_tiny_char" / "init",
+    )
 
 
 @pytest.fixture(scope="session")

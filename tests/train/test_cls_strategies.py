@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from shared_data import SHARED_DATA
 
 from cald_asr.bin import asr_train
 from cald_asr.bin.cls_tokenize import tokenize_dir
@@ -18,12 +19,15 @@ from cald_asr.data.text_dataset import write_text_set
 from cald_asr.distill.guides import TeacherCache, model_inputs
 from cald_asr.models.model_file import load_model
 from cald_asr.train.trainer import StepNorm, compute_loss, train, validate
-from shared_data import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE_CONF = REPO / "egs" / "sst2" / "cls1" / "conf"
-TEACHER = {"model": "text_cls", "encoder": "bert", "pretrained": {"format": "bert_hf", "path": "default"},
-           "pooling": "mean"}
+TEACHER = {
+    "model": "text_cls",
+    "encoder": "bert",
+    "pretrained": {"format": "bert_hf", "path": "default"},
+    "pooling": "mean",
+}
 TRAIN = """max_steps: 3
 batch_bins: 1024
 max_batch_size: 16
@@ -36,8 +40,13 @@ log_every: 1
 num_threads: 1
 """
 LINFORMER = "mixer: linformer\nmixer_conf: {k: 16, sharing: key_value}\n"
-EXPECTED_START = {"unguided": "pretrained", "target": "finetuned", "trajectory": "pretrained",
-                  "waypoint": "pretrained", "hybrid": "finetuned"}
+EXPECTED_START = {
+    "unguided": "pretrained",
+    "target": "finetuned",
+    "trajectory": "pretrained",
+    "waypoint": "pretrained",
+    "hybrid": "finetuned",
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +59,9 @@ def sst2(tmp_path_factory):
     root = tmp_path_factory.mktemp("sst2")
     for name, tsv, n in (("train", "train.tsv", 48), ("dev", "dev.tsv", 24)):
         rows = read_tsv(corpus / tsv)[:n]
-        write_text_set(root / "data" / name, {f"{name}-{r}": s for r, _, s in rows},
-                       {f"{name}-{r}": c for r, c, _ in rows})
+        write_text_set(
+            root / "data" / name, {f"{name}-{r}": s for r, _, s in rows}, {f"{name}-{r}": c for r, c, _ in rows}
+        )
         tokenize_dir(root / "data" / name, root / "dump" / name, "default", None, force=False)
     prepare_teacher(TEACHER, root / "init", labels=["negative", "positive"], seed=0)
     (root / "train.yaml").write_text(TRAIN)
@@ -62,15 +72,37 @@ def sst2(tmp_path_factory):
 
 
 def common(root, out):
-    return ["--config", root / "train.yaml", "--train_data", root / "dump" / "train",
-            "--valid_data", root / "dump" / "dev", "--output_dir", out]
+    return [
+        "--config",
+        root / "train.yaml",
+        "--train_data",
+        root / "dump" / "train",
+        "--valid_data",
+        root / "dump" / "dev",
+        "--output_dir",
+        out,
+    ]
 
 
 def cald(root, strategy, out, *extra, mixer=None):
-    return [*common(root, out), "--cald_config", RECIPE_CONF / "cald" / f"{strategy}.yaml",
-            "--mixer_config", mixer or root / "linformer.yaml", "--pretrained_model", root / "init",
-            "--finetuned_model", root / "std" / "best", "--snapshot_dir", root / "std" / "snapshots",
-            "--max_steps", 2, "--valid_every", 100, *extra]
+    return [
+        *common(root, out),
+        "--cald_config",
+        RECIPE_CONF / "cald" / f"{strategy}.yaml",
+        "--mixer_config",
+        mixer or root / "linformer.yaml",
+        "--pretrained_model",
+        root / "init",
+        "--finetuned_model",
+        root / "std" / "best",
+        "--snapshot_dir",
+        root / "std" / "snapshots",
+        "--max_steps",
+        2,
+        "--valid_every",
+        100,
+        *extra,
+    ]
 
 
 def build(argv):
@@ -98,8 +130,11 @@ def weights(model_or_dir):
 def logged(out, term):
     import re
 
-    return [int(m.group(1)) for m in re.finditer(r"step (\d+)/\d+ epoch \d+ (.*)", (out / "train.log").read_text())
-            if f" {term} " in f" {m.group(2)} "]
+    return [
+        int(m.group(1))
+        for m in re.finditer(r"step (\d+)/\d+ epoch \d+ (.*)", (out / "train.log").read_text())
+        if f" {term} " in f" {m.group(2)} "
+    ]
 
 
 @pytest.mark.parametrize("strategy", list(EXPECTED_START))
@@ -113,6 +148,7 @@ def test_each_strategy_runs_a_few_steps(strategy, sst2, tmp_path):
             out = inner(batch, step)
             calls.append((step, None if out is None else out.logits.shape))
             return out
+
         guide.teacher_outputs = spy
 
     extra = ("--switch_off_step", 1) if strategy == "hybrid" else ()
@@ -135,15 +171,20 @@ def test_each_strategy_runs_a_few_steps(strategy, sst2, tmp_path):
     assert logged(out, "layer") == [s + 1 for s in expected_calls]
     assert logged(out, "ce") == [1, 2] and logged(out, "logits") == [], "the recipe's alpha_logits is 0"
     if strategy == "trajectory":  # update_every 2: one teacher step, after student step 2
-        assert guide.updates == 1 and torch.nn.utils.parameters_to_vector(guide.teacher.parameters()).ne(
-            torch.nn.utils.parameters_to_vector(load_model(sst2 / "init")[0].parameters())).any()
+        assert (
+            guide.updates == 1
+            and torch.nn.utils.parameters_to_vector(guide.teacher.parameters())
+            .ne(torch.nn.utils.parameters_to_vector(load_model(sst2 / "init")[0].parameters()))
+            .any()
+        )
     if strategy == "waypoint":
         assert [n for n, _ in guide.snapshots] == [1, 2, 3] and guide.current == 1  # step 1 -> snapshot step_2
 
 
 def test_a_bimamba2_student_runs(sst2, tmp_path):
-    state, _, out = run(cald(sst2, "target", tmp_path / "run", "--max_steps", 1,
-                             mixer=REPO / "conf" / "mixer" / "bimamba2.yaml"))
+    state, _, out = run(
+        cald(sst2, "target", tmp_path / "run", "--max_steps", 1, mixer=REPO / "conf" / "mixer" / "bimamba2.yaml")
+    )
     assert state["step"] == 1
     _, config = load_model(out / "best")
     assert config["mixer"] == "bimamba2" and logged(out, "layer") == [1]
@@ -226,7 +267,7 @@ def test_teacher_cache_is_per_teacher_and_checks_inputs(sst2, tmp_path):
 
     ds = TextDataset(sst2 / "dump" / "train", ["negative", "positive"])
     batch = ds.collate([ds[i] for i in (3, 5)])
-    run = lambda m, b: (lambda: m(*model_inputs(b)))  # noqa: E731
+    run = lambda m, b: lambda: m(*model_inputs(b))  # noqa: E731
     with torch.no_grad():
         first = TeacherCache(tmp_path, teacher).get(batch, run(teacher, batch))
         other = copy.deepcopy(teacher)

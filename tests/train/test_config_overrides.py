@@ -4,10 +4,10 @@ a clear error naming it, and a key that starts like one of asr_train's own optio
 import pytest
 import torch
 import yaml
+from train_helpers import TEACHER_CONF, build, cald_args, std_args
 
 from cald_asr.bin import asr_train
 from cald_asr.train.checkpoint import CHECKPOINT_NAME
-from train_helpers import TEACHER_CONF, build, cald_args, std_args
 
 ONE_STEP = ["--max_steps", 1, "--valid_every", 100]
 
@@ -24,8 +24,7 @@ def test_nested_override_reaches_the_optimiser(yesno, tmp_path):
     history = torch.load(out / CHECKPOINT_NAME, weights_only=True)["history"]
     assert [h["train/lr"] for h in history if "train/lr" in h] == [pytest.approx(3e-4 * 2 / 20, rel=1e-12)]
     saved = yaml.safe_load((out / "config.yaml").read_text())["train"]
-    assert saved["optim_conf"] == {"lr": 3e-4, "betas": [0.9, 0.98], "eps": 1e-8, "weight_decay": 0.0,
-                                   "lr_scale": {}}
+    assert saved["optim_conf"] == {"lr": 3e-4, "betas": [0.9, 0.98], "eps": 1e-8, "weight_decay": 0.0, "lr_scale": {}}
 
 
 def test_unknown_key_is_a_clear_error(yesno, tmp_path, capsys):
@@ -39,8 +38,9 @@ def test_unknown_key_is_a_clear_error(yesno, tmp_path, capsys):
 
 def test_a_key_sharing_a_prefix_with_an_option_stays_an_override(yesno, teacher, tmp_path):
     # --mixer is a config key and also the start of --mixer_config
-    cfg, _, fields, _, args = build(cald_args("unguided", yesno, teacher, tmp_path / "run", "--mixer", "bimamba2",
-                                              "--mixer_conf.d_state", 8))
+    cfg, _, fields, _, args = build(
+        cald_args("unguided", yesno, teacher, tmp_path / "run", "--mixer", "bimamba2", "--mixer_conf.d_state", 8)
+    )
     assert args.mixer_config.endswith("bimamba2_tiny.yaml")
     assert cfg["mixer"] == "bimamba2" and cfg["mixer_conf"] == {"d_state": 8, "headdim": 16}
     assert fields["mixer_conf"]["d_state"] == 8
@@ -56,16 +56,23 @@ def test_misspelt_nested_key_of_a_fixed_mapping_is_an_error():
     assert out["scheduler_conf"]["warmup_steps"] == 500 and out["mixer_conf"] == {"d_state": 64}
 
 
-@pytest.mark.parametrize("yaml_text,message", [
-    ('max_steps: "100"\n', "max_steps: expected an integer, got the string '100'"),
-    ('specaug: "false"\n', "specaug: expected true or false, got the string 'false'"),
-    ("scheduler_conf:\n  warmup_step: 10\n",
-     "scheduler_conf: unknown key 'warmup_step' (known: decay_steps, final_lr_ratio, warmup_steps)"),
-    ("specaug_conf:\n  num_time_masks: 3\n", "specaug_conf: unknown key 'num_time_masks'"),
-    ("optim_conf:\n  lr_scale: {'*.E.weight': fifty}\n",
-     "optim_conf.lr_scale.*.E.weight: expected a number, got the string 'fifty'"),
-    ("position_limit: automatic\n", "position_limit: expected an integer or 'auto' or null"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,message",
+    [
+        ('max_steps: "100"\n', "max_steps: expected an integer, got the string '100'"),
+        ('specaug: "false"\n', "specaug: expected true or false, got the string 'false'"),
+        (
+            "scheduler_conf:\n  warmup_step: 10\n",
+            "scheduler_conf: unknown key 'warmup_step' (known: decay_steps, final_lr_ratio, warmup_steps)",
+        ),
+        ("specaug_conf:\n  num_time_masks: 3\n", "specaug_conf: unknown key 'num_time_masks'"),
+        (
+            "optim_conf:\n  lr_scale: {'*.E.weight': fifty}\n",
+            "optim_conf.lr_scale.*.E.weight: expected a number, got the string 'fifty'",
+        ),
+        ("position_limit: automatic\n", "position_limit: expected an integer or 'auto' or null"),
+    ],
+)
 def test_nested_keys_and_types_of_a_config_file_are_checked(yesno, tmp_path, capsys, yaml_text, message):
     conf = tmp_path / "train.yaml"
     conf.write_text((TEACHER_CONF.read_text() + "\n" + yaml_text).replace("max_steps: 300\n", ""))

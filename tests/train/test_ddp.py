@@ -14,17 +14,29 @@ that noise (~1e-16 of the gradient's scale) sits far below AdamW's eps (1e-8), a
 import pytest
 import torch
 import yaml
+from train_helpers import cald_args, cli, state_of, std_args
 
 from cald_asr.bin import asr_train
-from train_helpers import cald_args, cli, state_of, std_args
 
 # batches of 5 from 26 utterances: one batch of 1, where rank 1 has no utterance and joins with weight 0
 # Rounding only, relative: sqrt(float64 eps) = 1.5e-8, some 200x above the drift measured after 6 steps, and
 # far below what a normalisation error moves (a share of one utterance in 5: percents).
 RTOL = torch.finfo(torch.float64).eps ** 0.5
 
-RUN = ["--max_steps", 6, "--max_batch_size", 5, "--valid_every", 100, "--checkpoint_every", 100, "--specaug", "false",
-       "--dtype", "float64"]
+RUN = [
+    "--max_steps",
+    6,
+    "--max_batch_size",
+    5,
+    "--valid_every",
+    100,
+    "--checkpoint_every",
+    100,
+    "--specaug",
+    "false",
+    "--dtype",
+    "float64",
+]
 
 
 def args_for(kind, yesno, teacher, out):
@@ -78,15 +90,29 @@ def assert_rounding_apart(a, b, lrs):
         assert d <= RTOL * min(lrs), f"{k}: differs by {d:.3g}"
 
 
-SPEC = ["--max_steps", 4, "--max_batch_size", 5, "--valid_every", 100, "--checkpoint_every", 1, "--specaug", "true",
-        "--dtype", "float64", "--nproc", 2]
+SPEC = [
+    "--max_steps",
+    4,
+    "--max_batch_size",
+    5,
+    "--valid_every",
+    100,
+    "--checkpoint_every",
+    1,
+    "--specaug",
+    "true",
+    "--dtype",
+    "float64",
+    "--nproc",
+    2,
+]
 
 
 def test_ranks_draw_their_own_masks_and_resume_them(yesno, tmp_path):
     """With SpecAugment on, each rank draws its own masks (seed + rank), and a 2-process run stopped after step 2
     and resumed continues every rank's own random stream: it ends where the uninterrupted run ends."""
-    from cald_asr.train.checkpoint import set_rng_state
     from cald_asr.frontend.specaug import SpecAugment
+    from cald_asr.train.checkpoint import set_rng_state
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     r = cli(*std_args(yesno, straight, *SPEC))

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+from train_helpers import TEACHER_CONF, datasets, max_abs_diff, state_of
 
 from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.sampler import LengthBucketBatchSampler
@@ -14,7 +15,6 @@ from cald_asr.models.model_file import load_model
 from cald_asr.train.checkpoint import CHECKPOINT_NAME
 from cald_asr.train.config import load_yaml, merge_with_defaults
 from cald_asr.train.trainer import DEFAULTS, train
-from train_helpers import TEACHER_CONF, datasets, max_abs_diff, state_of
 
 
 class NaNAudio(ASRDataset):
@@ -33,15 +33,17 @@ class NaNAudio(ASRDataset):
 
 def config(**over):
     cfg = merge_with_defaults(load_yaml(TEACHER_CONF), DEFAULTS, str(TEACHER_CONF))
-    cfg.update(num_threads=1, max_batch_size=4, log_every=1, valid_every=100, checkpoint_every=100,
-               snapshot_every=0, **over)
+    cfg.update(
+        num_threads=1, max_batch_size=4, log_every=1, valid_every=100, checkpoint_every=100, snapshot_every=0, **over
+    )
     return cfg
 
 
 def expected_skips(cfg, lengths, bad_index):
     """Replay the trainer's batch order: a batch holding the bad utterance is skipped, any other is a step."""
-    sampler = LengthBucketBatchSampler(lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"],
-                                       max_batch_size=cfg["max_batch_size"])
+    sampler = LengthBucketBatchSampler(
+        lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"], max_batch_size=cfg["max_batch_size"]
+    )
     steps = skips = epoch = 0
     while steps < cfg["max_steps"]:
         sampler.set_epoch(epoch)
@@ -81,8 +83,11 @@ def test_too_many_nonfinite_batches_in_a_row_stop_the_run(yesno, tmp_path):
     _, valid_set, tokenizer = datasets(fields, yesno)
     train_set = NaNAudio(yesno.train, tokenizer, ASRDataset(yesno.train).utt_ids)
     cfg = config(max_steps=10, max_nonfinite_in_a_row=3)
-    with pytest.raises(FloatingPointError, match=r"3 batches in a row had a non-finite loss or gradient; "
-                                                  r"stopping at step 0\. Lower the learning rate or check the data"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"3 batches in a row had a non-finite loss or gradient; "
+        r"stopping at step 0\. Lower the learning rate or check the data",
+    ):
         train(cfg, model, train_set, valid_set, tokenizer, tmp_path, fields)
     assert len(re.findall(r"batch skipped", (tmp_path / "train.log").read_text())) == 3
     ck = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)

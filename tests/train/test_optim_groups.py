@@ -1,7 +1,6 @@
 """AdamW parameter groups: no weight decay on biases and norms, and lr_scale by parameter-name pattern."""
 
 import pytest
-import torch
 from torch import nn
 
 from cald_asr.mixers import Linformer
@@ -21,8 +20,9 @@ def group_of(opt, p):
 
 def test_lr_scale_gives_matching_parameters_their_own_lr_and_keeps_decay_rules():
     m = Block()
-    opt = build_optimizer(m, "adamw", {"lr": 1e-3, "weight_decay": 0.01,
-                                       "lr_scale": {"*.E.weight": 50, "*.F.weight": 50}})
+    opt = build_optimizer(
+        m, "adamw", {"lr": 1e-3, "weight_decay": 0.01, "lr_scale": {"*.E.weight": 50, "*.F.weight": 50}}
+    )
     for p in (m.mix.E.weight, m.mix.F.weight):
         assert group_of(opt, p)["lr"] == pytest.approx(5e-2) and group_of(opt, p)["weight_decay"] == 0.01
     assert group_of(opt, m.mix.q_proj.weight)["lr"] == pytest.approx(1e-3)

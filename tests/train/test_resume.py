@@ -11,15 +11,14 @@ import time
 
 import pytest
 import torch
+from train_helpers import cald_args, max_abs_diff, read_step, state_of, std_args, subprocess_env
 
 from cald_asr.bin import asr_train
 from cald_asr.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from train_helpers import cald_args, max_abs_diff, read_step, state_of, std_args, subprocess_env
 
 # SpecAugment draws from the global RNG every step: a resume is exact only if that state is restored too
 STD = ["--max_steps", 12, "--checkpoint_every", 1, "--valid_every", 5, "--specaug", "true"]
-TRAJECTORY = ["--max_steps", 10, "--checkpoint_every", 1, "--valid_every", 4, "--specaug", "true",
-              "--update_every", 2]
+TRAJECTORY = ["--max_steps", 10, "--checkpoint_every", 1, "--valid_every", 4, "--specaug", "true", "--update_every", 2]
 TOL = 1e-6
 
 
@@ -28,8 +27,12 @@ def kill_at_step(argv, out, k):
     out.mkdir(parents=True)
     ckpt = out / CHECKPOINT_NAME
     with open(out.parent / f"{out.name}.console", "w") as console:
-        p = subprocess.Popen([sys.executable, "-m", "cald_asr.bin.asr_train", *map(str, argv)], stdout=console,
-                             stderr=subprocess.STDOUT, env=subprocess_env())
+        p = subprocess.Popen(
+            [sys.executable, "-m", "cald_asr.bin.asr_train", *map(str, argv)],
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(),
+        )
         try:
             deadline = time.monotonic() + 300
             while not (ckpt.is_file() and read_step(ckpt) >= k):
@@ -52,8 +55,11 @@ def leave_debris(out):
 
 
 def resumed_at(out):
-    return [int(line.rsplit(" at step ", 1)[1].split()[0]) for line in (out / "train.log").read_text().splitlines()
-            if "resumed from" in line]
+    return [
+        int(line.rsplit(" at step ", 1)[1].split()[0])
+        for line in (out / "train.log").read_text().splitlines()
+        if "resumed from" in line
+    ]
 
 
 def test_std_run_killed_and_resumed(yesno, tmp_path):

@@ -13,11 +13,11 @@ import sys
 import time
 
 import torch
+from train_helpers import cald_args, max_abs_diff, read_step, state_of, std_args, subprocess_env
 
 from cald_asr.bin import asr_train
 from cald_asr.train.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME
 from cald_asr.train.run_lock import LOCK_NAME
-from train_helpers import cald_args, max_abs_diff, read_step, state_of, std_args, subprocess_env
 
 SHORT = ["--max_steps", 3, "--valid_every", 100, "--checkpoint_every", 1]
 
@@ -71,8 +71,10 @@ def test_an_unfinished_checkpoint_needs_resume_or_force(yesno, tmp_path, capsys)
     assert asr_train.main(std_args(yesno, out, *SHORT, "--stop_after", 2)) == 0
     capsys.readouterr()
     assert asr_train.main(std_args(yesno, out, *SHORT)) == 1
-    assert ("holds the checkpoint of an unfinished run: --resume continues it, --force retrains from step 0"
-            in capsys.readouterr().err)
+    assert (
+        "holds the checkpoint of an unfinished run: --resume continues it, --force retrains from step 0"
+        in capsys.readouterr().err
+    )
     assert read_step(out / CHECKPOINT_NAME) == 2
     assert asr_train.main(std_args(yesno, out, *SHORT, "--resume")) == 0
     assert read_step(out / CHECKPOINT_NAME) == 3
@@ -100,18 +102,34 @@ def _lock(out, **holder):
 
 def test_a_second_run_in_the_same_dir_fails_at_once(yesno, tmp_path):
     out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "cald_asr.bin.asr_train",
-                              *std_args(yesno, out, "--max_steps", 500, "--valid_every", 1000)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env())
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cald_asr.bin.asr_train",
+            *std_args(yesno, out, "--max_steps", 500, "--valid_every", 1000),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=subprocess_env(),
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / LOCK_NAME).is_file():
             assert first.poll() is None and time.monotonic() < deadline, "the first run never took the lock"
             time.sleep(0.05)
         t0 = time.monotonic()
-        second = subprocess.run([sys.executable, "-m", "cald_asr.bin.asr_train",
-                                 *std_args(yesno, out, "--max_steps", 500, "--valid_every", 1000, "--resume")],
-                                capture_output=True, text=True, env=subprocess_env())
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cald_asr.bin.asr_train",
+                *std_args(yesno, out, "--max_steps", 500, "--valid_every", 1000, "--resume"),
+            ],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+        )
         assert second.returncode == 1
         assert f"is in use by pid {first.pid} on host {socket.gethostname()}" in second.stderr
         assert time.monotonic() - t0 < 60 and first.poll() is None, "refused at once; the first run goes on"

@@ -7,13 +7,18 @@ import re
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from cald_asr.distill.guides import Guide
 from train_helpers import build, cald_args, datasets, max_abs_diff, state_of, train_in_process
 
+from cald_asr.distill.guides import Guide
+
 # the method's table, restated here rather than imported, so the code is checked against the spec
-EXPECTED_START = {"unguided": "pretrained", "target": "finetuned", "trajectory": "pretrained",
-                  "waypoint": "pretrained", "hybrid": "finetuned"}
+EXPECTED_START = {
+    "unguided": "pretrained",
+    "target": "finetuned",
+    "trajectory": "pretrained",
+    "waypoint": "pretrained",
+    "hybrid": "finetuned",
+}
 QUIET = ["--valid_every", 100, "--checkpoint_every", 100]
 
 
@@ -60,7 +65,7 @@ def test_student_and_teacher_at_the_start(strategy, yesno, teacher, tmp_path):
 
 
 def test_waypoint_teacher_is_the_next_snapshot(yesno, teacher, tmp_path):
-    snaps = sorted(int(d.name[len("step_"):]) for d in teacher.snapshots.glob("step_*"))
+    snaps = sorted(int(d.name[len("step_") :]) for d in teacher.snapshots.glob("step_*"))
     assert snaps == [2, 4, 6]
     used, weights = [], {}
 
@@ -69,11 +74,13 @@ def test_waypoint_teacher_is_the_next_snapshot(yesno, teacher, tmp_path):
             n = guide.snapshots[guide.current][0]
             used.append((step, n))
             weights.setdefault(n, state_of(guide.teacher))
+
         spy_teacher_outputs(guide, record)
 
     steps = 8
-    train_in_process(cald_args("waypoint", yesno, teacher, tmp_path / "run", "--max_steps", steps, *QUIET),
-                     yesno, instrument)
+    train_in_process(
+        cald_args("waypoint", yesno, teacher, tmp_path / "run", "--max_steps", steps, *QUIET), yesno, instrument
+    )
     # student step s (0-based: s steps done) uses the first snapshot saved after s, the last once past it
     expected = [(s, min([n for n in snaps if n > s], default=snaps[-1])) for s in range(steps)]
     assert used == expected
@@ -103,8 +110,13 @@ def test_hybrid_switches_distillation_off(switch_off, yesno, teacher, tmp_path):
     def instrument(guide):
         spy_teacher_outputs(guide, lambda step, out: calls.append(step))
 
-    guide, state, out = train_in_process(cald_args("hybrid", yesno, teacher, tmp_path / "run", "--switch_off_step",
-                                                   switch_off, "--max_steps", 6, *QUIET), yesno, instrument)
+    guide, state, out = train_in_process(
+        cald_args(
+            "hybrid", yesno, teacher, tmp_path / "run", "--switch_off_step", switch_off, "--max_steps", 6, *QUIET
+        ),
+        yesno,
+        instrument,
+    )
     assert state["step"] == 6
     assert calls == [0, 1, 2], "the teacher runs for the first switch_off_step steps only"
     for term in ("layer", "logits"):
@@ -128,8 +140,23 @@ def test_trajectory_teacher_steps_every_update_every(yesno, teacher, tmp_path):
         guide.after_step = spy
         spy_teacher_outputs(guide, lambda step, out: used.setdefault(step, state_of(guide.teacher)))
 
-    guide, _, out = train_in_process(cald_args("trajectory", yesno, teacher, tmp_path / "run", "--update_every", 2,
-                                               "--teacher_lr", 1e-3, "--max_steps", 5, *QUIET), yesno, instrument)
+    guide, _, out = train_in_process(
+        cald_args(
+            "trajectory",
+            yesno,
+            teacher,
+            tmp_path / "run",
+            "--update_every",
+            2,
+            "--teacher_lr",
+            1e-3,
+            "--max_steps",
+            5,
+            *QUIET,
+        ),
+        yesno,
+        instrument,
+    )
     assert [s for s, _, _ in after] == [0, 1, 2, 3, 4, 5]
     assert max_abs_diff(after[0][1], state_of(yesno.init)) == 0
     for (_, before, _), (step, now, updates) in zip(after, after[1:]):
@@ -145,8 +172,9 @@ def test_trajectory_teacher_steps_every_update_every(yesno, teacher, tmp_path):
 
 
 def test_target_teacher_stays_fixed(yesno, teacher, tmp_path):
-    guide, _, out = train_in_process(cald_args("target", yesno, teacher, tmp_path / "run", "--max_steps", 3, *QUIET),
-                                     yesno)
+    guide, _, out = train_in_process(
+        cald_args("target", yesno, teacher, tmp_path / "run", "--max_steps", 3, *QUIET), yesno
+    )
     best = state_of(teacher.best)
     assert max_abs_diff(state_of(guide.teacher), best) == 0
     assert not guide.teacher.training
@@ -161,8 +189,9 @@ def test_unguided_has_no_teacher(yesno, teacher, tmp_path):
     def instrument(guide):
         spy_teacher_outputs(guide, lambda step, out: calls.append(step))
 
-    guide, state, out = train_in_process(cald_args("unguided", yesno, teacher, tmp_path / "run", "--max_steps", 2,
-                                                   *QUIET), yesno, instrument)
+    guide, state, out = train_in_process(
+        cald_args("unguided", yesno, teacher, tmp_path / "run", "--max_steps", 2, *QUIET), yesno, instrument
+    )
     assert state["step"] == 2 and calls == []
     assert getattr(guide, "teacher", None) is None and not guide.distils(0)
     assert logged_steps(out, "layer")[0] == [] and logged_steps(out, "logits")[0] == []
@@ -171,6 +200,7 @@ def test_unguided_has_no_teacher(yesno, teacher, tmp_path):
 def test_new_mixers_follow_the_run_seed(yesno, teacher, tmp_path):
     """The converted student's fresh mixers come from the config's seed, whatever the process drew before,
     so a run built in one process equals the same run built in another (resume and DDP tests rely on it)."""
+
     def mixers(*extra):
         student = build(cald_args("unguided", yesno, teacher, tmp_path / "run", *extra))[1]
         return {k: v for k, v in state_of(student).items() if is_mixer(k)}
@@ -187,8 +217,9 @@ def test_trajectory_teacher_skips_a_non_finite_update(yesno, teacher, tmp_path):
     batch is a real yesno batch whose first utterance's samples are NaN."""
     from cald_asr.data.collate import pad_collate
 
-    _, _, fields, guide, _ = build(cald_args("trajectory", yesno, teacher, tmp_path / "run", "--update_every", 1,
-                                             "--teacher_lr", 1e-3, *QUIET))
+    _, _, fields, guide, _ = build(
+        cald_args("trajectory", yesno, teacher, tmp_path / "run", "--update_every", 1, "--teacher_lr", 1e-3, *QUIET)
+    )
     train_set, _, _ = datasets(fields, yesno)
     good = pad_collate([train_set[i] for i in range(3)])
     bad = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in good.items()}

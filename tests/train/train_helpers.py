@@ -36,15 +36,15 @@ FAST = ["--num_threads", "1", "--max_batch_size", "4", "--log_every", "1"]
 @dataclass(frozen=True)
 class Yesno:
     root: Path
-    train: Path   # dump/train_nodev (26 utterances)
-    valid: Path   # dump/train_dev (5)
-    init: Path    # stage 4's tiny transformer: "the pretrained model"
+    train: Path  # dump/train_nodev (26 utterances)
+    valid: Path  # dump/train_dev (5)
+    init: Path  # stage 4's tiny transformer: "the pretrained model"
 
 
 @dataclass(frozen=True)
 class Teacher:
     dir: Path
-    best: Path       # "the fine-tuned teacher"
+    best: Path  # "the fine-tuned teacher"
     snapshots: Path  # step_2, step_4, step_6
 
 
@@ -54,20 +54,55 @@ def subprocess_env() -> Dict[str, str]:
 
 def cli(*args, **kw) -> subprocess.CompletedProcess:
     """python -m cald_asr.bin.asr_train ARGS, as the recipe calls it."""
-    return subprocess.run([sys.executable, "-m", "cald_asr.bin.asr_train", *map(str, args)],
-                          capture_output=True, text=True, env=subprocess_env(), **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "cald_asr.bin.asr_train", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        **kw,
+    )
 
 
 def std_args(yesno: Yesno, out: Path, *extra) -> list:
-    return strings("--config", TEACHER_CONF, "--init_model", yesno.init, "--train_data", yesno.train,
-                   "--valid_data", yesno.valid, "--output_dir", out, *FAST, *extra)
+    return strings(
+        "--config",
+        TEACHER_CONF,
+        "--init_model",
+        yesno.init,
+        "--train_data",
+        yesno.train,
+        "--valid_data",
+        yesno.valid,
+        "--output_dir",
+        out,
+        *FAST,
+        *extra,
+    )
 
 
 def cald_args(strategy: str, yesno: Yesno, teacher: Teacher, out: Path, *extra) -> list:
-    return strings("--config", STUDENT_CONF, "--cald_config", CALD_CONF / f"{strategy}.yaml",
-                   "--mixer_config", MIXER_CONF, "--pretrained_model", yesno.init, "--finetuned_model", teacher.best,
-                   "--snapshot_dir", teacher.snapshots, "--train_data", yesno.train, "--valid_data", yesno.valid,
-                   "--output_dir", out, *FAST, *extra)
+    return strings(
+        "--config",
+        STUDENT_CONF,
+        "--cald_config",
+        CALD_CONF / f"{strategy}.yaml",
+        "--mixer_config",
+        MIXER_CONF,
+        "--pretrained_model",
+        yesno.init,
+        "--finetuned_model",
+        teacher.best,
+        "--snapshot_dir",
+        teacher.snapshots,
+        "--train_data",
+        yesno.train,
+        "--valid_data",
+        yesno.valid,
+        "--output_dir",
+        out,
+        *FAST,
+        *extra,
+    )
 
 
 def strings(*args) -> list:

@@ -12,10 +12,10 @@ def test_spk2utt_inverts_utt2spk_in_c_order(run_bash, tmp_path):
     r = run_bash(f"utils/utt2spk_to_spk2utt.sh {tmp_path}/utt2spk")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert [l.split()[0] for l in lines] == ["Bob", "alice", "bob", "carol"]
+    assert [line.split()[0] for line in lines] == ["Bob", "alice", "bob", "carol"]
     assert lines[2] == "bob bob-000 bob-001 bob-002"
     # the shell tool and the Python helper agree
-    py = utt2spk_to_spk2utt(dict(l.split() for l in UTT2SPK.splitlines()))
+    py = utt2spk_to_spk2utt(dict(line.split() for line in UTT2SPK.splitlines()))
     assert lines == [f"{k} {v}" for k, v in py.items()]
 
 
@@ -43,14 +43,12 @@ def test_split_scp_covers_every_line_once_in_balanced_contiguous_parts(run_bash,
 
 def test_split_scp_keeps_speakers_whole(run_bash, tmp_path):
     (tmp_path / "utt2spk").write_text(UTT2SPK)
-    scp = "".join(f"{l.split()[0]} /x/{l.split()[0]}.wav\n" for l in UTT2SPK.splitlines())
+    scp = "".join(f"{line.split()[0]} /x/{line.split()[0]}.wav\n" for line in UTT2SPK.splitlines())
     (tmp_path / "wav.scp").write_text(scp)
     outs = _parts(tmp_path, 2)
-    r = run_bash(
-        f"utils/split_scp.sh --utt2spk {tmp_path}/utt2spk {tmp_path}/wav.scp " + " ".join(map(str, outs))
-    )
+    r = run_bash(f"utils/split_scp.sh --utt2spk {tmp_path}/utt2spk {tmp_path}/wav.scp " + " ".join(map(str, outs)))
     assert r.returncode == 0, r.stderr
-    spk_sets = [{l.split()[0].split("-")[0] for l in o.read_text().splitlines()} for o in outs]
+    spk_sets = [{line.split()[0].split("-")[0] for line in o.read_text().splitlines()} for o in outs]
     assert spk_sets == [{"Bob", "alice"}, {"bob", "carol"}]
 
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from shared_data import SHARED_DATA
 
 UTILS = Path(__file__).resolve().parents[2] / "utils"
@@ -45,7 +44,8 @@ def test_a_missing_path_fetches_the_corpus_into_downloads(run_bash, tmp_path):
     assert r.stdout.splitlines() == [
         f"snippet: no yesno corpus at {corpus} ({corpus}/waves_yesno/ missing); fetching it into downloads/yesno",
         "downloads/yesno",  # what cald_asr.corpora.download prints: the complete copy it found there
-        "corpus_dir=downloads/yesno"]
+        "corpus_dir=downloads/yesno",
+    ]
 
 
 def test_every_missing_path_is_named_and_a_failed_fetch_stops_the_script(run_bash, tmp_path):
@@ -53,6 +53,8 @@ def test_every_missing_path_is_named_and_a_failed_fetch_stops_the_script(run_bas
     r = run_bash(SNIPPET, [str(tmp_path / "corpus"), "timit", "TIMIT", "pos/", "neg/", "doc.txt"], cwd=tmp_path)
     assert r.returncode != 0
     corpus = tmp_path / "corpus"
-    assert r.stdout == (f"snippet: no TIMIT at {corpus} ({corpus}/pos/ and {corpus}/doc.txt missing); fetching it "
-                        "into downloads/timit\n")
+    assert r.stdout == (
+        f"snippet: no TIMIT at {corpus} ({corpus}/pos/ and {corpus}/doc.txt missing); fetching it "
+        "into downloads/timit\n"
+    )
     assert "error: unknown corpus 'timit'" in r.stderr

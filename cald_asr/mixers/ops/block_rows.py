@@ -2,6 +2,7 @@
 the blocked Mamba2 layer (mamba2_blocked): a mixer that reads its sequence reversed in time takes
 its block from the mirrored frames and writes its result back to them, and several mixers may add
 into one shared output, each frame's bias set exactly once."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -38,13 +39,21 @@ def read_rows(X: Tensor, k: int, s: int, n: int, reverse: Optional[Sequence[bool
     a view of X[k]. Else X is (1,b,T,D) (full-length rows, shared): a view, or where reverse[k]
     frames [T-s-n, T-s) reversed, a block-sized copy."""
     if reverse is None:
-        return X[k, :, s:s + n]
+        return X[k, :, s : s + n]
     T = X.shape[2]
-    return X[0, :, T - s - n:T - s].flip(1) if reverse[k] else X[0, :, s:s + n]
+    return X[0, :, T - s - n : T - s].flip(1) if reverse[k] else X[0, :, s : s + n]
 
 
-def write_rows(out: Tensor, s: int, n: int, reverse: bool, a: Tensor, w: Tensor,
-               bias: Optional[Tensor] = None, written: Optional[list] = None) -> None:
+def write_rows(
+    out: Tensor,
+    s: int,
+    n: int,
+    reverse: bool,
+    a: Tensor,
+    w: Tensor,
+    bias: Optional[Tensor] = None,
+    written: Optional[list] = None,
+) -> None:
     """out (b,T,n_out) frames [s, s+n) in reading order = a (b,n,m) @ w^T (+ bias); when reverse,
     written to frames [T-s-n, T-s) reversed.
 

@@ -6,6 +6,7 @@ causal_conv_step (one frame, for recurrent inference). Weights keep nn.Conv1d(gr
 All are written as d_conv shifted multiply-adds: for the short kernels Mamba uses (4) this avoids the
 two layout transposes around F.conv1d and its slow depthwise backward on CPU (measured: the oneDNN
 depthwise backward took more time than the whole SSD scan at T=8000)."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -50,8 +51,7 @@ def _windows(xpad: Tensor, s: int, n: int, Kc: int) -> Tensor:
     the window axis, so no copy."""
     K, b, _, cd = xpad.shape
     st = xpad.stride()
-    return xpad.as_strided((K, b, Kc, n, cd), (st[0], st[1], st[2], st[2], st[3]),
-                           xpad.storage_offset() + s * st[2])
+    return xpad.as_strided((K, b, Kc, n, cd), (st[0], st[1], st[2], st[2], st[3]), xpad.storage_offset() + s * st[2])
 
 
 def causal_conv_silu(xpad: Tensor, w: Tensor, bias: Optional[Tensor], rows: int):
@@ -67,17 +67,18 @@ def causal_conv_silu(xpad: Tensor, w: Tensor, bias: Optional[Tensor], rows: int)
         e = min(s + R, T)
         us = u[:, :, s:e]
         if bias is None:
-            torch.mul(xpad[:, :, s + Kc - 1:e + Kc - 1], w[Kc - 1], out=us)
+            torch.mul(xpad[:, :, s + Kc - 1 : e + Kc - 1], w[Kc - 1], out=us)
         else:
-            torch.addcmul(bias, xpad[:, :, s + Kc - 1:e + Kc - 1], w[Kc - 1], out=us)
+            torch.addcmul(bias, xpad[:, :, s + Kc - 1 : e + Kc - 1], w[Kc - 1], out=us)
         for j in range(Kc - 1):
-            us.addcmul_(xpad[:, :, s + j:e + j], w[j])
+            us.addcmul_(xpad[:, :, s + j : e + j], w[j])
         torch.ops.aten.silu.out(us, out=act[:, :, s:e])
     return u, act
 
 
-def causal_conv_silu_backward(dact: Tensor, u: Tensor, xpad: Tensor, w: Tensor, dxpad: Tensor,
-                              g_w: Tensor, g_b: Optional[Tensor], rows: int) -> None:
+def causal_conv_silu_backward(
+    dact: Tensor, u: Tensor, xpad: Tensor, w: Tensor, dxpad: Tensor, g_w: Tensor, g_b: Optional[Tensor], rows: int
+) -> None:
     """Backward of causal_conv_silu, in tiles of `rows` frames. dact (K,b,T,cd) holds d silu(u) and
     is overwritten with du; writes dxpad (shaped as xpad) and adds the weight gradient to g_w
     (Kc,K,cd) and the bias gradient to g_b (K,cd). A row of dxpad collects taps from this tile and
@@ -86,7 +87,7 @@ def causal_conv_silu_backward(dact: Tensor, u: Tensor, xpad: Tensor, w: Tensor, 
     Kc = w.shape[0]
     K, b, T, cd = dact.shape
     R = rows
-    dxpad[:, :, :Kc - 1].zero_()
+    dxpad[:, :, : Kc - 1].zero_()
     prods = dact.new_empty(K, b, Kc, min(R, T), cd)
     for s in range(0, T, R):
         e = min(s + R, T)
@@ -94,9 +95,9 @@ def causal_conv_silu_backward(dact: Tensor, u: Tensor, xpad: Tensor, w: Tensor, 
         torch.ops.aten.silu_backward.grad_input(d, u[:, :, s:e], grad_input=d)
         if g_b is not None:
             g_b += d.sum((1, 2))
-        torch.mul(d, w[Kc - 1], out=dxpad[:, :, s + Kc - 1:e + Kc - 1])
+        torch.mul(d, w[Kc - 1], out=dxpad[:, :, s + Kc - 1 : e + Kc - 1])
         for j in range(Kc - 1):
-            dxpad[:, :, s + j:e + j].addcmul_(d, w[j])
-        pr = prods[:, :, :, :e - s]
+            dxpad[:, :, s + j : e + j].addcmul_(d, w[j])
+        pr = prods[:, :, :, : e - s]
         torch.mul(d.unsqueeze(2), _windows(xpad, s, e - s, Kc), out=pr)
         g_w += pr.sum((1, 3)).transpose(0, 1)

@@ -1,5 +1,6 @@
 """Optional mamba-ssm CUDA kernels. Nothing here imports mamba_ssm at module import time, so CPU
 machines never load it; the functions below import it on first use only."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,9 +33,7 @@ def ssd_kernel(x, dt_raw, A, B, C, chunk_size, D, dt_bias) -> Tensor:
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
 
     c = lambda t: t.contiguous()  # noqa: E731  (our fused layouts are strided views)
-    return mamba_chunk_scan_combined(
-        c(x), c(dt_raw), A, c(B), c(C), chunk_size, D=D, dt_bias=dt_bias, dt_softplus=True
-    )
+    return mamba_chunk_scan_combined(c(x), c(dt_raw), A, c(B), c(C), chunk_size, D=D, dt_bias=dt_bias, dt_softplus=True)
 
 
 def selective_scan_kernel(u, delta_raw, A, B, C, D, delta_bias) -> Tensor:

@@ -5,6 +5,7 @@ Mamba2 forward is K=1; Bidirectional fuses its two directions through these (K=2
 mamba_directions and mamba2_directions_wide treat the K mixers as one wide mixer (in_proj, conv and
 out_proj as one product each, the scan over all mixers' channels at once); mamba2_directions runs
 the blocked Mamba2 layer (mamba2_blocked) instead, except with mamba-ssm's kernels."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple
@@ -27,8 +28,7 @@ if TYPE_CHECKING:
     from ..mamba2 import Mamba2
 
 
-def mamba_directions(mods: Sequence[Mamba], reverse: Sequence[bool], x: Tensor,
-                     lengths: Optional[Tensor]) -> Tensor:
+def mamba_directions(mods: Sequence[Mamba], reverse: Sequence[bool], x: Tensor, lengths: Optional[Tensor]) -> Tensor:
     """Run K same-shaped Mamba mixers on x at once and sum their outputs; mixer k reads each
     sequence reversed within its valid length when reverse[k]. The K mixers become one Mamba with
     K*d_inner channels in K groups, so the scan runs once for all directions."""
@@ -57,8 +57,7 @@ def mamba_directions(mods: Sequence[Mamba], reverse: Sequence[bool], x: Tensor,
     return _wide_out_proj(mods, y, index, mask)
 
 
-def mamba2_directions(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor,
-                      lengths: Optional[Tensor]) -> Tensor:
+def mamba2_directions(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor, lengths: Optional[Tensor]) -> Tensor:
     """Run K same-shaped Mamba2 mixers on x at once and sum their outputs; mixer k reads each
     sequence reversed within its valid length when reverse[k]. The K mixers run as one hand-written
     autograd node over blocks of time (mamba2_blocked); with mamba-ssm's kernels, as one wide Mamba2
@@ -84,8 +83,9 @@ def mamba2_directions(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor
     return out
 
 
-def mamba2_directions_wide(mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor,
-                           lengths: Optional[Tensor], use_kernels: bool) -> Tensor:
+def mamba2_directions_wide(
+    mods: Sequence[Mamba2], reverse: Sequence[bool], x: Tensor, lengths: Optional[Tensor], use_kernels: bool
+) -> Tensor:
     """Same result as mamba2_directions, composed of autograd-tracked tensor ops: the K mixers
     become one wide Mamba2 with K*heads heads and K*groups groups (the SSD grouping keeps each
     mixer's heads on its own B, C), time-reversed inputs gathered. The path for mamba-ssm's
@@ -122,9 +122,11 @@ def mamba2_directions_wide(mods: Sequence[Mamba2], reverse: Sequence[bool], x: T
 # ---- the pieces both wide mixers share -----------------------------------------------------------
 def _cat_bias(layers: Sequence[nn.Module]) -> Optional[Tensor]:
     """Concatenated biases of Linear/Conv layers, zeros for those without; None if all lack one."""
-    if all(l.bias is None for l in layers):
+    if all(layer.bias is None for layer in layers):
         return None
-    return torch.cat([l.bias if l.bias is not None else l.weight.new_zeros(l.weight.shape[0]) for l in layers])
+    return torch.cat(
+        [layer.bias if layer.bias is not None else layer.weight.new_zeros(layer.weight.shape[0]) for layer in layers]
+    )
 
 
 def _zero_padding(x: Tensor, lengths: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
@@ -137,8 +139,9 @@ def _zero_padding(x: Tensor, lengths: Optional[Tensor]) -> Tuple[Tensor, Optiona
     return x, mask
 
 
-def _wide_in_proj(mods: Sequence[nn.Module], x: Tensor, reverse: Sequence[bool],
-                  lengths: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+def _wide_in_proj(
+    mods: Sequence[nn.Module], x: Tensor, reverse: Sequence[bool], lengths: Optional[Tensor]
+) -> Tuple[Tensor, Optional[Tensor]]:
     """Every mixer's in_proj as one product -> (b,T,K,out) with mixer k's output in slot k, in its
     reading order; and the (b,T,K) time index that put it there (None when no mixer reverses)."""
     m0 = mods[0]

@@ -1,4 +1,5 @@
 """Initial dt bias of the Mamba blocks (Mamba and Mamba2 share it)."""
+
 from __future__ import annotations
 
 import math

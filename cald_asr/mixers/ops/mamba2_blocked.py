@@ -20,6 +20,7 @@ thread per mixer (this file's earlier design) lost at T=2000 once the conv ran i
 tile's ops are short, and two Python threads issuing short ops wait on each other for the GIL
 (measured: 100-103 ms against 93-96 ms per fwd+bwd at T=2000, d_model 384, 2 threads; equal at
 8000 and 32000)."""
+
 from __future__ import annotations
 
 from typing import List, NamedTuple, Optional, Sequence
@@ -42,6 +43,7 @@ PARAMS_PER_MIXER = 10  # in_w, in_b, conv_w, conv_b, dt_bias, A_log, D, norm_w, 
 class Conf(NamedTuple):
     """The shapes of one Mamba2 mixer (conf_of reads them off the module, under its attribute names)
     and the block length the layer runs in."""
+
     nheads: int  # SSD heads H, each with its own scalar decay A, dt bias and D
     headdim: int  # channels per head P; d_inner = nheads * headdim
     ngroups: int  # groups G of B and C; head h reads group h // (nheads // ngroups)
@@ -57,8 +59,18 @@ class Conf(NamedTuple):
 
 def mixer_params(m) -> List[Optional[Tensor]]:
     """A Mamba2 module's parameters in the order the layer takes them (None for an absent bias)."""
-    return [m.in_proj.weight, m.in_proj.bias, m.conv1d.weight, m.conv1d.bias, m.dt_bias, m.A_log,
-            m.D, m.norm.weight, m.out_proj.weight, m.out_proj.bias]
+    return [
+        m.in_proj.weight,
+        m.in_proj.bias,
+        m.conv1d.weight,
+        m.conv1d.bias,
+        m.dt_bias,
+        m.A_log,
+        m.D,
+        m.norm.weight,
+        m.out_proj.weight,
+        m.out_proj.bias,
+    ]
 
 
 def conf_of(m, block: Optional[int] = None) -> Conf:
@@ -66,8 +78,19 @@ def conf_of(m, block: Optional[int] = None) -> Conf:
     call time), rounded down to whole chunks."""
     L = m.chunk_size
     block = max(L, (block or DEFAULT_BLOCK) // L * L)
-    return Conf(m.nheads, m.headdim, m.ngroups, m.d_state, m.d_inner, m.conv_dim, m.d_conv, L,
-                m.norm.eps, m.norm.group_size, block)
+    return Conf(
+        m.nheads,
+        m.headdim,
+        m.ngroups,
+        m.d_state,
+        m.d_inner,
+        m.conv_dim,
+        m.d_conv,
+        L,
+        m.norm.eps,
+        m.norm.group_size,
+        block,
+    )
 
 
 def run_layer(X: Tensor, cf: Conf, params: Sequence[Optional[Tensor]]) -> Tensor:
@@ -130,8 +153,9 @@ class _FullRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout):
         x, params, saved = _restore(ctx)
-        dx, *grads = _backward(x.unsqueeze(0), ctx.cf, params, saved, dout.contiguous().unsqueeze(0),
-                               reverse=ctx.reverse)
+        dx, *grads = _backward(
+            x.unsqueeze(0), ctx.cf, params, saved, dout.contiguous().unsqueeze(0), reverse=ctx.reverse
+        )
         return (dx, None, None, *grads)
 
 
@@ -154,6 +178,7 @@ class _Layer(torch.autograd.Function):
 class _Params(NamedTuple):
     """The K mixers' parameters as the layer uses them: stacked where small, listed per mixer where
     large (so that no large weight is copied)."""
+
     in_w: List[Tensor]  # in_proj weights, (d_inner + conv_dim + nheads, d_model) each
     in_b: List[Optional[Tensor]]  # in_proj biases, None for a mixer without
     conv_w: Tensor  # (Kc, K, 1, 1, cd): conv taps, tap first for the shifted multiply-adds
@@ -167,23 +192,32 @@ class _Params(NamedTuple):
 
 
 def _unpack(params, K: int) -> _Params:
-    per = [params[i * PARAMS_PER_MIXER:(i + 1) * PARAMS_PER_MIXER] for i in range(K)]
+    per = [params[i * PARAMS_PER_MIXER : (i + 1) * PARAMS_PER_MIXER] for i in range(K)]
     col = lambda j: [p[j] for p in per]  # noqa: E731
     conv_w = torch.stack([w[:, 0] for w in col(2)])  # (K, cd, Kc)
     conv_b = None
     if any(v is not None for v in col(3)):
         conv_b = torch.stack([v if v is not None else conv_w.new_zeros(conv_w.shape[1]) for v in col(3)])
         conv_b = conv_b[:, None, None]
-    return _Params(col(0), col(1), conv_w.permute(2, 0, 1)[:, :, None, None], conv_b,
-                   torch.stack(col(4))[:, None, None], -torch.exp(torch.stack(col(5))), torch.stack(col(6)),
-                   torch.stack(col(7)), col(8), col(9))
+    return _Params(
+        col(0),
+        col(1),
+        conv_w.permute(2, 0, 1)[:, :, None, None],
+        conv_b,
+        torch.stack(col(4))[:, None, None],
+        -torch.exp(torch.stack(col(5))),
+        torch.stack(col(6)),
+        torch.stack(col(7)),
+        col(8),
+        col(9),
+    )
 
 
 def _split(xBC: Tensor, cf: Conf, S: int, T: int):
     di, GN = cf.d_inner, cf.ngroups * cf.d_state
     xs = xBC[..., :di].view(S, T, cf.nheads, cf.headdim)
-    Bm = xBC[..., di:di + GN].view(S, T, cf.ngroups, cf.d_state)
-    Cm = xBC[..., di + GN:].view(S, T, cf.ngroups, cf.d_state)
+    Bm = xBC[..., di : di + GN].view(S, T, cf.ngroups, cf.d_state)
+    Cm = xBC[..., di + GN :].view(S, T, cf.ngroups, cf.d_state)
     return xs, Bm, Cm
 
 
@@ -217,18 +251,18 @@ def _forward(X: Tensor, cf: Conf, params, save: bool, reverse: Optional[Sequence
         Tb = e - s
         n = min(e, T) - s  # frames of the sequence in this block; the rest pads it to whole chunks
         zxh = X.new_empty(K, b, Kc - 1 + Tb, Din)
-        zxh[:, :, :Kc - 1] = hist
+        zxh[:, :, : Kc - 1] = hist
         for k in range(K):
-            linear_into(zxh[k, :, Kc - 1:Kc - 1 + n], read_rows(X, k, s, n, reverse), p.in_w[k], p.in_b[k])
+            linear_into(zxh[k, :, Kc - 1 : Kc - 1 + n], read_rows(X, k, s, n, reverse), p.in_w[k], p.in_b[k])
             if n < Tb:  # in_proj of the zero frames that pad the block to whole chunks
                 if p.in_b[k] is None:
-                    zxh[k, :, Kc - 1 + n:].zero_()
+                    zxh[k, :, Kc - 1 + n :].zero_()
                 else:
-                    zxh[k, :, Kc - 1 + n:].copy_(p.in_b[k])
+                    zxh[k, :, Kc - 1 + n :].copy_(p.in_b[k])
         hist = zxh[:, :, Tb:]
-        zx = zxh[:, :, Kc - 1:]
-        u, xBC = causal_conv_silu(zxh[..., di:di + cd], p.conv_w, p.conv_b, _conv_rows(K, b))
-        dt = F.softplus(zx[..., di + cd:] + p.dt_bias)
+        zx = zxh[:, :, Kc - 1 :]
+        u, xBC = causal_conv_silu(zxh[..., di : di + cd], p.conv_w, p.conv_b, _conv_rows(K, b))
+        dt = F.softplus(zx[..., di + cd :] + p.dt_bias)
         xs, Bm, Cm = _split(xBC, cf, S, Tb)
         y, state, ssd_saved = chunk_forward(xs, dt.reshape(S, Tb, H), A_s, Bm, Cm, D_s, state, L, keep=save)
         y = y.view(K, b, Tb, di)
@@ -237,8 +271,16 @@ def _forward(X: Tensor, cf: Conf, params, save: bool, reverse: Optional[Sequence
         rstd = torch.linalg.vector_norm(gn, dim=-1, keepdim=True).square_().div_(cf.group_size).add_(cf.eps).rsqrt_()
         gn = gn.mul_(rstd).view(K, b, Tb, di)
         for k in range(K):
-            write_rows(Y if written is not None else Y[k], s, n, bool(reverse and reverse[k]), gn[k, :, :n],
-                        out_w[k], out_b[k], written)
+            write_rows(
+                Y if written is not None else Y[k],
+                s,
+                n,
+                bool(reverse and reverse[k]),
+                gn[k, :, :n],
+                out_w[k],
+                out_b[k],
+                written,
+            )
         if save:
             saved.append((zxh, u, xBC, y, sz, gn, rstd, *ssd_saved))
     return Y, saved
@@ -288,10 +330,10 @@ def _backward(X: Tensor, cf: Conf, params, saved, dY: Tensor, reverse: Optional[
     for s, (zxh, u, xBC, y, sz, gn, rstd, *ssd_saved) in zip(reversed(starts), reversed(saved)):
         e = min(s + cf.block, Tp)
         Tb = e - s
-        zx = zxh[:, :, Kc - 1:]
+        zx = zxh[:, :, Kc - 1 :]
         z = zx[..., :di]
         dzxh = X.new_empty(K, b, Kc - 1 + Tb, Din)
-        dzx = dzxh[:, :, Kc - 1:]
+        dzx = dzxh[:, :, Kc - 1 :]
 
         # out_proj and gated RMS norm: out = (g * rstd) @ (out_w * norm_w)^T, g = y * silu(z)
         n = min(e, T) - s  # padding frames after them have zero output gradient
@@ -313,28 +355,47 @@ def _backward(X: Tensor, cf: Conf, params, saved, dY: Tensor, reverse: Optional[
         del gu, gu5, gn5, m, dg
 
         # SSD scan; its input gradients land in the conv-output gradient buffer
-        dt_raw = zx[..., di + cd:] + p.dt_bias
+        dt_raw = zx[..., di + cd :] + p.dt_bias
         dt = F.softplus(dt_raw)
         xs, Bm, Cm = _split(xBC, cf, S, Tb)
         du = X.new_empty(K, b, Tb, cd)
         dxs, dBm, dCm = _split(du, cf, S, Tb)
         _, ddt, dA, _, _, dD, dstate = chunk_backward(
-            xs, dt.reshape(S, Tb, H), A_s, Bm, Cm, D_s, y.view(S, Tb, H, P), ssd_saved,
-            dy_ssd.view(S, Tb, H, P), dstate, L, out=(dxs, dBm, dCm))
+            xs,
+            dt.reshape(S, Tb, H),
+            A_s,
+            Bm,
+            Cm,
+            D_s,
+            y.view(S, Tb, H, P),
+            ssd_saved,
+            dy_ssd.view(S, Tb, H, P),
+            dstate,
+            L,
+            out=(dxs, dBm, dCm),
+        )
         del dy_ssd
         g_A += dA.view(K, b, H).sum(1)
         g_D += dD.view(K, b, H).sum(1)
-        ddt_raw = torch.mul(ddt.view(K, b, Tb, H), torch.sigmoid(dt_raw), out=dzx[..., di + cd:])
+        ddt_raw = torch.mul(ddt.view(K, b, Tb, H), torch.sigmoid(dt_raw), out=dzx[..., di + cd :])
         g_dt_bias += ddt_raw.sum((1, 2))
 
         # silu and causal depthwise conv over the rows above the block too
-        dxpad = dzxh[..., di:di + cd]
-        causal_conv_silu_backward(du, u, zxh[..., di:di + cd], p.conv_w, dxpad, g_conv_w,
-                                  g_conv_b if p.conv_b is not None else None, _conv_rows(K, b))
+        dxpad = dzxh[..., di : di + cd]
+        causal_conv_silu_backward(
+            du,
+            u,
+            zxh[..., di : di + cd],
+            p.conv_w,
+            dxpad,
+            g_conv_w,
+            g_conv_b if p.conv_b is not None else None,
+            _conv_rows(K, b),
+        )
         del du
         if dtail is not None:
             dxpad[:, :, Tb:] += dtail
-        dtail = dxpad[:, :, :Kc - 1].clone()
+        dtail = dxpad[:, :, : Kc - 1].clone()
 
         # padding frames: zero input, and nothing valid reads them (their dzx is zero)
         for k in range(K):
@@ -342,8 +403,16 @@ def _backward(X: Tensor, cf: Conf, params, saved, dY: Tensor, reverse: Optional[
             g_in_w[k].addmm_(d2.t(), read_rows(X, k, s, n, reverse).reshape(-1, Dm))
             if g_in_b[k] is not None:
                 g_in_b[k] += d2.sum(0)
-            write_rows(dX if written is not None else dX[k], s, n, bool(reverse and reverse[k]), dzx[k, :, :n],
-                        p.in_w[k].t(), None, written)
+            write_rows(
+                dX if written is not None else dX[k],
+                s,
+                n,
+                bool(reverse and reverse[k]),
+                dzx[k, :, :n],
+                p.in_w[k].t(),
+                None,
+                written,
+            )
         del dzxh, dzx
 
     g_A_log = g_A * p.A  # A = -exp(A_log)
@@ -351,6 +420,16 @@ def _backward(X: Tensor, cf: Conf, params, saved, dY: Tensor, reverse: Optional[
     for k in range(K):
         conv_b_grad = g_conv_b[k] if params[k * PARAMS_PER_MIXER + 3] is not None else None
         g_norm = (g_outn[k] * p.out_w[k]).sum(0)
-        grads += [g_in_w[k], g_in_b[k], g_conv_w[:, k].t().unsqueeze(1), conv_b_grad, g_dt_bias[k],
-                  g_A_log[k], g_D[k], g_norm, g_outn[k] * p.norm_w[k], g_out_b[k]]
+        grads += [
+            g_in_w[k],
+            g_in_b[k],
+            g_conv_w[:, k].t().unsqueeze(1),
+            conv_b_grad,
+            g_dt_bias[k],
+            g_A_log[k],
+            g_D[k],
+            g_norm,
+            g_outn[k] * p.norm_w[k],
+            g_out_b[k],
+        ]
     return grads

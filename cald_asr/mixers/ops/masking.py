@@ -1,4 +1,5 @@
 """Length handling shared by every mixer: validity masks and reversal within each valid length."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -16,9 +17,7 @@ def check_lengths(lengths: Optional[Tensor], batch: int, time: int) -> Optional[
     if lengths.dtype.is_floating_point:
         raise ValueError(f"lengths must be an integer tensor, got {lengths.dtype}")
     if batch and (int(lengths.min()) < 0 or int(lengths.max()) > time):
-        raise ValueError(
-            f"lengths must lie in [0, {time}] (the padded time axis), got {lengths.tolist()}"
-        )
+        raise ValueError(f"lengths must lie in [0, {time}] (the padded time axis), got {lengths.tolist()}")
     return lengths
 
 

@@ -1,5 +1,6 @@
 """Mamba2's gated RMS norm: the parameter holder the block keeps (named as mamba-ssm names it, so
 weights interchange) and the function every Mamba2 path applies."""
+
 from __future__ import annotations
 
 import torch

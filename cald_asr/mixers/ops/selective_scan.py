@@ -8,6 +8,7 @@ vectorised steps, only multiplications by decays <= 1, so it is stable for any d
 hand their end state to the next. Only the block-start states are kept for backward, which
 recomputes each block, so memory stays O(T*d + T/L*d*n) instead of O(T*d*n).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -72,11 +73,11 @@ def _suffix_scan(a: Tensor, h: Tensor) -> Tensor:
     h2, a2 = torch.empty_like(h), torch.empty_like(a) if L > 2 else None
     k = 1
     while k < L:
-        h2[:, L - k:] = h[:, L - k:]
+        h2[:, L - k :] = h[:, L - k :]
         torch.addcmul(h[:, :-k], a[:, :-k], h[:, k:], out=h2[:, :-k])
         h, h2 = h2, h
         if 2 * k < L:
-            a2[:, L - k:] = a[:, L - k:]
+            a2[:, L - k :] = a[:, L - k :]
             torch.mul(a[:, :-k], a[:, k:], out=a2[:, :-k])
             a, a2 = a2, a
         k *= 2
@@ -132,9 +133,7 @@ class _SelectiveScan(torch.autograd.Function):
         gA = torch.zeros_like(A).view(g, e, n)
         gy = gy.contiguous().view(b, t, g, e)
         # carry = d loss / d h_{t1-1} arriving from later blocks
-        carry = (
-            g_final.view(b, g, e, n).clone() if g_final is not None else u.new_zeros(b, g, e, n)
-        )
+        carry = g_final.view(b, g, e, n).clone() if g_final is not None else u.new_zeros(b, g, e, n)
         for i in range((t + block - 1) // block - 1, -1, -1):
             t0, t1 = i * block, min((i + 1) * block, t)
             dl = delta[:, t0:t1].view(b, -1, g, e, 1)

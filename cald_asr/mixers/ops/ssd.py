@@ -8,6 +8,7 @@ The sequence is cut into chunks of length L. Inside a chunk the output is the qu
 states travel, so the work is linear in T and every heavy step is a batched matmul. The chunk
 math, forward and backward, is in ssd_chunks; this file is the autograd entry point.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -53,9 +54,7 @@ def ssd_scan(
     A2 = A.unsqueeze(0).expand(b, h)
     D2 = None if D is None else D.unsqueeze(0).expand(b, h)
     init = None if initial_state is None else initial_state.to(x.dtype)
-    if torch.is_grad_enabled() and any(
-        v is not None and v.requires_grad for v in (x, dt, A, B, C, D, init)
-    ):
+    if torch.is_grad_enabled() and any(v is not None and v.requires_grad for v in (x, dt, A, B, C, D, init)):
         y, final = _SSDScan.apply(x, dt, A2, B, C, D2, init, chunk_size)
     else:
         y, final, _ = chunk_forward(x, dt, A2, B, C, D2, init, chunk_size, keep=False)
@@ -78,9 +77,7 @@ class _SSDScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, dfinal):
         x, dt, A, B, C, D, y, *saved = ctx.saved_tensors
-        dx, ddt, dA, dB, dC, dD, dinit = chunk_backward(
-            x, dt, A, B, C, D, y, saved, dy.contiguous(), dfinal, ctx.L
-        )
+        dx, ddt, dA, dB, dC, dD, dinit = chunk_backward(x, dt, A, B, C, D, y, saved, dy.contiguous(), dfinal, ctx.L)
         # A and D were expanded from (h,) over the batch: autograd sums the expand back
         dinit = dinit.view(x.shape[0], *x.shape[2:], B.shape[-1]) if ctx.has_init else None
         return dx, ddt, dA, dB, dC, dD, dinit, None

@@ -17,6 +17,7 @@ each (headdim x d_state) state is made, used and passed on while it is in cache.
 
 Shapes: x (S,T,H,P), dt (S,T,H) > 0, A (S,H) < 0, B/C (S,T,G,N), D (S,H) or None, state (S,H,P,N);
 T is a multiple of L; head h reads group h // (H // G)."""
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -45,8 +46,9 @@ def _gbmm(a: Tensor, b: Tensor, tb: bool = False) -> Tensor:
     return prods[0].unsqueeze(1) if G == 1 else torch.stack(prods, 1)
 
 
-def _recurrence(out: Tensor, decay: Tensor, h0: Optional[Tensor], A: Tensor, Bm: Tensor, r: int, P: int,
-                reverse: bool = False) -> Tensor:
+def _recurrence(
+    out: Tensor, decay: Tensor, h0: Optional[Tensor], A: Tensor, Bm: Tensor, r: int, P: int, reverse: bool = False
+) -> Tensor:
     """Chunk-state recurrence, one chunk at a time: h_next = decay_j h_j + A_j^T @ B_j, with out
     (c,S,G,rP,N), decay (S,c,G,r,1,1), A (c,S,L,G,rP), Bm (c,S,L,G,N).
     Forward: out[j] = h_j, the state entering chunk j, from h_0 = h0 (zero if None); returns h_c.
@@ -103,8 +105,17 @@ def _head_major_dtx(xq: Tensor, dtq: Tensor) -> Tensor:
     return torch.mul(xq.transpose(1, 2), dtq.transpose(1, 2).unsqueeze(-1), out=out)
 
 
-def chunk_forward(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
-                  init: Optional[Tensor], L: int, keep: bool = True) -> Tuple[Tensor, Tensor, Optional[tuple]]:
+def chunk_forward(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor],
+    init: Optional[Tensor],
+    L: int,
+    keep: bool = True,
+) -> Tuple[Tensor, Tensor, Optional[tuple]]:
     """Returns y (S,T,H,P) contiguous, final state (S,H,P,N), and (when keep) what backward
     reads: the chunk-entry states, the decay and score-weighted matrices, dt*x in both layouts.
     Keeping the last four costs 4 floats per (frame, channel) and saves recomputing them."""
@@ -133,8 +144,11 @@ def chunk_forward(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Opt
     last = cum[:, -1:, :]
     w = (last - cum).exp_()  # (Q,L,H), <= 1
     Xdw = x.new_empty(c, S, L, G, r * P)
-    torch.mul(xq.view(S, c, L, G, r, P).transpose(0, 1), (dtq * w).view(S, c, L, G, r, 1).transpose(0, 1),
-              out=Xdw.view(c, S, L, G, r, P))
+    torch.mul(
+        xq.view(S, c, L, G, r, P).transpose(0, 1),
+        (dtq * w).view(S, c, L, G, r, 1).transpose(0, 1),
+        out=Xdw.view(c, S, L, G, r, P),
+    )
     Bc = Bq.view(S, c, L, G, N).transpose(0, 1).contiguous()  # (c,S,L,G,N)
     Cc = Cq.view(S, c, L, G, N).transpose(0, 1).contiguous()
     prev = x.new_empty(c, S, G, r * P, N)
@@ -142,9 +156,12 @@ def chunk_forward(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Opt
     yoff = _gbmm(Cc.view(c * S, L, G, N), prev.view(c * S, G, r * P, N), tb=True)  # (cS,G,L,rP)
     # y = exp(cum) o y_off + y_diag (+ D x), written time-major from the chunk- and head-major parts
     y = x.new_empty(S, T, H, P)
-    torch.addcmul(y_diag.view(S, c, G, r, L, P).permute(0, 1, 4, 2, 3, 5),
-                  yoff.view(c, S, G, L, r, P).permute(1, 0, 3, 2, 4, 5),
-                  cum.exp_().view(S, c, L, G, r, 1), out=y.view(S, c, L, G, r, P))
+    torch.addcmul(
+        y_diag.view(S, c, G, r, L, P).permute(0, 1, 4, 2, 3, 5),
+        yoff.view(c, S, G, L, r, P).permute(1, 0, 3, 2, 4, 5),
+        cum.exp_().view(S, c, L, G, r, 1),
+        out=y.view(S, c, L, G, r, P),
+    )
     del yoff, y_diag
     if D is not None:
         y.addcmul_(x, D.view(S, 1, H, 1))
@@ -153,9 +170,20 @@ def chunk_forward(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Opt
     return y, final, saved
 
 
-def chunk_backward(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
-                   y: Tensor, saved: tuple, dy: Tensor, dfinal: Optional[Tensor], L: int,
-                   out: Optional[Tuple[Tensor, Tensor, Tensor]] = None) -> List[Optional[Tensor]]:
+def chunk_backward(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor],
+    y: Tensor,
+    saved: tuple,
+    dy: Tensor,
+    dfinal: Optional[Tensor],
+    L: int,
+    out: Optional[Tuple[Tensor, Tensor, Tensor]] = None,
+) -> List[Optional[Tensor]]:
     """Gradients [dx, ddt, dA, dB, dC, dD, dinit] of chunk_forward, given its output y and saved
     tensors, dy (S,T,H,P) and the gradient of the final state (or None). dA and dD are (S,H): the
     caller sums heads shared across sequences. `out` = (dx, dB, dC) buffers to write into (views
@@ -191,8 +219,11 @@ def chunk_backward(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Op
     # then over all chunks at once: d log decay_j = decay_j <dS_j, prev_j>, dB += (Xd o w) @ dS,
     # d(Xd o w) = B @ dS^T, dC += dYo @ prev.
     dYo = x.new_empty(c, S, L, G, r * P)
-    torch.mul(dyq.view(S, c, L, G, r, P).transpose(0, 1), cum.exp().view(S, c, L, G, r, 1).transpose(0, 1),
-              out=dYo.view(c, S, L, G, r, P))
+    torch.mul(
+        dyq.view(S, c, L, G, r, P).transpose(0, 1),
+        cum.exp().view(S, c, L, G, r, 1).transpose(0, 1),
+        out=dYo.view(c, S, L, G, r, P),
+    )
     decay = cum[:, -1, :].exp().view(S, c, H)
     dS = x.new_empty(c, S, G, r * P, N)
     dinit = _recurrence(dS, decay.view(S, c, G, r, 1, 1), dfinal, dYo, Cc, r, P, reverse=True)
@@ -237,8 +268,7 @@ def chunk_backward(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Op
     del dGm
     # intra-chunk part (sequence-major) + chunk-state part (chunk-major), into the time-major outputs
     for tgt, a, b in ((dC_out, dC, dCs), (dB_out, dB, dBs)):
-        torch.add(a.view(S, c, G, L, N).permute(0, 1, 3, 2, 4), b.permute(1, 0, 3, 2, 4),
-                  out=tgt.view(S, c, L, G, N))
+        torch.add(a.view(S, c, G, L, N).permute(0, 1, 3, 2, 4), b.permute(1, 0, 3, 2, 4), out=tgt.view(S, c, L, G, N))
     del dB, dC, dBs, dCs
 
     # Xd = dt * x, D x

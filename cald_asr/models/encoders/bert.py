@@ -63,8 +63,7 @@ class BertConfig:
         for name in cls.__dataclass_fields__:
             if name in cfg and cfg[name] is not None:
                 kwargs[name] = cfg[name]
-        for required in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                         "vocab_size"):
+        for required in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
             if required not in kwargs:
                 raise ValueError(f"{source}: missing config key {required!r}")
         return cls(**kwargs)
@@ -84,8 +83,9 @@ class BertEmbeddings(nn.Module):
         self.layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, valid: torch.Tensor,
-                token_type_ids: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, valid: torch.Tensor, token_type_ids: Optional[torch.Tensor]
+    ) -> torch.Tensor:
         B, L = input_ids.shape
         offset = self.cfg.position_offset
         positions = torch.arange(offset, offset + L, device=input_ids.device).expand(B, L)
@@ -93,8 +93,11 @@ class BertEmbeddings(nn.Module):
             positions = positions.masked_fill(~valid, self.cfg.pad_token_id)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)
-             + self.token_type_embeddings(token_type_ids))
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(positions)
+            + self.token_type_embeddings(token_type_ids)
+        )
         return self.dropout(self.layer_norm(x))
 
 
@@ -103,8 +106,9 @@ class BertLayer(nn.Module):
         super().__init__()
         d = cfg.hidden_size
         # The token mixer; conversion replaces it with any module of the same forward(x, lengths).
-        self.self_attn = MultiHeadSelfAttention(d, cfg.num_attention_heads, bias=True,
-                                                dropout=cfg.attention_probs_dropout_prob)
+        self.self_attn = MultiHeadSelfAttention(
+            d, cfg.num_attention_heads, bias=True, dropout=cfg.attention_probs_dropout_prob
+        )
         self.attn_layer_norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
         self.ffn_in = nn.Linear(d, cfg.intermediate_size)
         self.act = Activation(cfg.hidden_act)
@@ -129,8 +133,12 @@ class BertEncoder(nn.Module):
     def max_length(self) -> int:
         return self.cfg.max_position_embeddings - self.cfg.position_offset
 
-    def forward(self, input_ids: torch.Tensor, lengths: Optional[torch.Tensor] = None,
-                token_type_ids: Optional[torch.Tensor] = None) -> EncoderOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        lengths: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.Tensor] = None,
+    ) -> EncoderOutput:
         """input_ids (B, L) right-padded, lengths (B,) -> EncoderOutput(out (B, L, D), lengths, hidden_states)."""
         if input_ids.dim() != 2:
             raise ValueError(f"BertEncoder expects input_ids (batch, length), got {tuple(input_ids.shape)}")
@@ -148,8 +156,9 @@ class BertEncoder(nn.Module):
         bad = (input_ids < 0) | (input_ids >= self.cfg.vocab_size)
         if bool(bad.any()):
             b, t = [int(i) for i in bad.nonzero()[0]]
-            raise ValueError(f"input_ids[{b}, {t}] = {int(input_ids[b, t])} is outside the vocabulary "
-                             f"(size {self.cfg.vocab_size})")
+            raise ValueError(
+                f"input_ids[{b}, {t}] = {int(input_ids[b, t])} is outside the vocabulary (size {self.cfg.vocab_size})"
+            )
         if token_type_ids is not None:
             token_type_ids = token_type_ids.masked_fill(~valid, 0)
 
@@ -200,7 +209,7 @@ _BERT_IGNORED = {"embeddings.position_ids", "embeddings.token_type_ids"}
 def _map_bert_keys(raw: Dict[str, torch.Tensor], model_type: str) -> Dict[str, torch.Tensor]:
     prefix = f"{model_type}."
     if any(k.startswith(prefix) for k in raw):
-        raw = {k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix)}
+        raw = {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)}
     out: Dict[str, torch.Tensor] = {}
     for key, value in raw.items():
         if key in _BERT_IGNORED or not key.startswith(("embeddings.", "encoder.")):
@@ -223,6 +232,7 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: Optional[int] = None) 
     """Right-padded (input_ids (B, L), lengths (B,)) for BertEncoder.forward, truncated to max_length."""
     if tokenizer.padding_side != "right":
         raise ValueError(f"tokenizer pads on the {tokenizer.padding_side}; BertEncoder expects right padding")
-    enc = tokenizer(list(texts), padding=True, truncation=max_length is not None, max_length=max_length,
-                    return_tensors="pt")
+    enc = tokenizer(
+        list(texts), padding=True, truncation=max_length is not None, max_length=max_length, return_tensors="pt"
+    )
     return enc["input_ids"], enc["attention_mask"].sum(dim=1)

@@ -44,9 +44,9 @@ def _import_espnet():
     buf = io.StringIO()
     try:
         with contextlib.redirect_stdout(buf):
+            from espnet.nets.pytorch_backend.transformer import subsampling
             from espnet2.asr.ctc import CTC
             from espnet2.asr.encoder import conformer_encoder
-            from espnet.nets.pytorch_backend.transformer import subsampling
     except ImportError as e:
         raise ImportError(
             "ESPnet Conformer support needs espnet without its torch pin: "
@@ -111,8 +111,10 @@ class EspnetMixerAdapter(nn.Module):
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *args) -> torch.Tensor:
         if not (query is key and key is value):
-            raise ValueError("EspnetMixerAdapter replaces self-attention over the whole sequence only "
-                             "(query, key and value must be the same tensor; no streaming cache)")
+            raise ValueError(
+                "EspnetMixerAdapter replaces self-attention over the whole sequence only "
+                "(query, key and value must be the same tensor; no streaming cache)"
+            )
         if len(args) not in (1, 2):
             raise TypeError(f"expected (x, x, x, [pos_emb,] mask), got {3 + len(args)} arguments")
         mask = args[-1]
@@ -138,8 +140,10 @@ class EspnetConformerEncoder(nn.Module):
         if not isinstance(conformer, ConformerEncoder):
             raise TypeError(f"expected espnet2 ConformerEncoder, got {type(conformer).__name__}")
         if conformer.interctc_use_conditioning or conformer.ctc_trim:
-            raise ValueError("interctc conditioning / ctc_trim feed CTC posteriors back into the encoder; "
-                             "not supported (intermediate CTC without conditioning is fine)")
+            raise ValueError(
+                "interctc conditioning / ctc_trim feed CTC posteriors back into the encoder; "
+                "not supported (intermediate CTC without conditioning is fine)"
+            )
         emb = conformer.embed
         if isinstance(emb, nn.Sequential) and isinstance(emb[0], nn.Embedding):
             raise ValueError("input_layer 'embed' (token ids) is not a speech encoder; not supported")
@@ -157,8 +161,9 @@ class EspnetConformerEncoder(nn.Module):
         if valid is None:
             return None
         if args[0].shape[0] != valid.shape[0] or args[0].shape[-1] != valid.shape[1]:
-            raise RuntimeError(f"conv module input {tuple(args[0].shape)} does not match the frame mask "
-                               f"{tuple(valid.shape)}")
+            raise RuntimeError(
+                f"conv module input {tuple(args[0].shape)} does not match the frame mask {tuple(valid.shape)}"
+            )
         return (args[0].masked_fill(~valid[:, None, :], 0.0),) + tuple(args[1:])
 
     def forward(self, feats: torch.Tensor, feat_lengths: Optional[torch.Tensor] = None) -> EncoderOutput:
@@ -173,8 +178,9 @@ class EspnetConformerEncoder(nn.Module):
             raise ValueError(f"feat_lengths must be (B,) = ({B},) values in 1..{T}, got {feat_lengths.tolist()}")
         short, limit = _subsampling.check_short_utt(enc.embed, T)
         if short:
-            raise ValueError(f"input of {T} frames is too short for {type(enc.embed).__name__} "
-                             f"(it needs at least {limit})")
+            raise ValueError(
+                f"input of {T} frames is too short for {type(enc.embed).__name__} (it needs at least {limit})"
+            )
         mask = _valid(feat_lengths, T)[:, None, :]
         if type(enc.embed) in _SUBSAMPLING_STAGES:
             x, mask = enc.embed(feats, mask)
@@ -185,8 +191,10 @@ class EspnetConformerEncoder(nn.Module):
             out_lengths = subsampled_lengths(enc.embed, feat_lengths)
             if int(out_lengths.min()) < 1:
                 i = int(out_lengths.argmin())
-                raise ValueError(f"utterance {i} of the batch ({int(feat_lengths[i])} frames) is too short "
-                                 f"for {type(enc.embed).__name__}")
+                raise ValueError(
+                    f"utterance {i} of the batch ({int(feat_lengths[i])} frames) is too short "
+                    f"for {type(enc.embed).__name__}"
+                )
             mask = _valid(out_lengths, T_out)[:, None, :]
         else:
             out_lengths = mask[:, 0, :].sum(-1)
@@ -237,15 +245,22 @@ class EspnetConformerCTC(nn.Module):
     forward(x, lengths) -> (EncoderOutput, CTC logits (B, T', vocab)); x is a waveform (B, N) when the
     config has a front end, else features (B, T, input_size).  ``config`` is the ESPnet config dict."""
 
-    def __init__(self, config: dict, encoder: EspnetConformerEncoder, ctc: nn.Module,
-                 frontend: Optional[nn.Module] = None, normalize: Optional[nn.Module] = None):
+    def __init__(
+        self,
+        config: dict,
+        encoder: EspnetConformerEncoder,
+        ctc: nn.Module,
+        frontend: Optional[nn.Module] = None,
+        normalize: Optional[nn.Module] = None,
+    ):
         super().__init__()
         self.config = config
         self.token_list: List[str] = list(config["token_list"])
         self.frontend, self.normalize, self.encoder, self.ctc = frontend, normalize, encoder, ctc
 
-    def extract_feats(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None
-                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def extract_feats(
+        self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         if lengths is None:
             lengths = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
         x = x[:, : int(lengths.max())]
@@ -255,8 +270,7 @@ class EspnetConformerCTC(nn.Module):
             x, lengths = self.normalize(x, lengths)
         return x, lengths
 
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None
-                ) -> Tuple[EncoderOutput, torch.Tensor]:
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> Tuple[EncoderOutput, torch.Tensor]:
         feats, feat_lengths = self.extract_feats(x, lengths)
         enc = self.encoder(feats, feat_lengths)
         return enc, self.ctc.ctc_lo(enc.out)
@@ -266,7 +280,7 @@ class EspnetConformerCTC(nn.Module):
         sd = {}
         for k, v in self.state_dict().items():
             if k.startswith("encoder.conformer."):
-                k = "encoder." + k[len("encoder.conformer."):]
+                k = "encoder." + k[len("encoder.conformer.") :]
             sd[k] = v
         return sd
 
@@ -382,8 +396,9 @@ def _fmt(keys) -> str:
     return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
 
 
-def load_espnet_asr(config_yaml: Union[str, Path], model_pth: Union[str, Path],
-                    padding_invariant: bool = True) -> EspnetConformerCTC:
+def load_espnet_asr(
+    config_yaml: Union[str, Path], model_pth: Union[str, Path], padding_invariant: bool = True
+) -> EspnetConformerCTC:
     """Read an ESPnet ASR experiment (config.yaml, model.pth) into an EspnetConformerCTC in eval mode.
     Loads encoder.*, ctc.*, frontend.* and normalize.* strictly; skips the attention decoder's tensors.
     specaug (training-time augmentation, no parameters) is not built: the trainer applies its own."""
@@ -399,10 +414,10 @@ def load_espnet_asr(config_yaml: Union[str, Path], model_pth: Union[str, Path],
         raise ValueError(f"{model_pth} does not match {config_yaml}: " + "; ".join(parts))
     for k, v in wanted.items():
         if ours[k].shape != v.shape:
-            raise ValueError(f"{model_pth}: {k} has shape {tuple(v.shape)}, "
-                             f"{config_yaml} gives {tuple(ours[k].shape)}")
-    renamed = {("encoder.conformer." + k[len("encoder."):] if k.startswith("encoder.") else k): v
-               for k, v in wanted.items()}
+            raise ValueError(f"{model_pth}: {k} has shape {tuple(v.shape)}, {config_yaml} gives {tuple(ours[k].shape)}")
+    renamed = {
+        ("encoder.conformer." + k[len("encoder.") :] if k.startswith("encoder.") else k): v for k, v in wanted.items()
+    }
     model.load_state_dict(renamed, strict=True)
     skipped = len(sd) - len(wanted)
     if skipped:
@@ -410,12 +425,15 @@ def load_espnet_asr(config_yaml: Union[str, Path], model_pth: Union[str, Path],
     return model.eval()
 
 
-def save_espnet_asr(model: EspnetConformerCTC, out_dir: Union[str, Path],
-                    model_name: str = "model.pth") -> Tuple[Path, Path]:
+def save_espnet_asr(
+    model: EspnetConformerCTC, out_dir: Union[str, Path], model_name: str = "model.pth"
+) -> Tuple[Path, Path]:
     """Write config.yaml and model_name under out_dir in ESPnet's layout; returns both paths."""
     if model.encoder.converted:
-        raise ValueError("this model's attention was replaced by token mixers; ESPnet's layout cannot "
-                         "hold it (save the student with the CALD checkpoint code instead)")
+        raise ValueError(
+            "this model's attention was replaced by token mixers; ESPnet's layout cannot "
+            "hold it (save the student with the CALD checkpoint code instead)"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path, model_path = out_dir / "config.yaml", out_dir / model_name
@@ -425,10 +443,15 @@ def save_espnet_asr(model: EspnetConformerCTC, out_dir: Union[str, Path],
     return config_path, model_path
 
 
-def conformer_ctc_from_scratch(input_size: int = 13, vocab_size: Optional[int] = None,
-                               token_list: Optional[List[str]] = None, normalize: Optional[str] = "utterance_mvn",
-                               normalize_conf: Optional[dict] = None, padding_invariant: bool = True,
-                               **encoder_conf) -> EspnetConformerCTC:
+def conformer_ctc_from_scratch(
+    input_size: int = 13,
+    vocab_size: Optional[int] = None,
+    token_list: Optional[List[str]] = None,
+    normalize: Optional[str] = "utterance_mvn",
+    normalize_conf: Optional[dict] = None,
+    padding_invariant: bool = True,
+    **encoder_conf,
+) -> EspnetConformerCTC:
     """A freshly initialised Conformer CTC model on feature input, described by an ESPnet config so that
     save_espnet_asr + load_espnet_asr round-trip it.  Give token_list (ESPnet's, "<blank>" first) or
     vocab_size (placeholder tokens).  encoder_conf: ConformerEncoder's keyword arguments, ESPnet's defaults
@@ -472,16 +495,26 @@ def conformer_ctc_from_scratch(input_size: int = 13, vocab_size: Optional[int] =
 
 # The ESPnet config keys that describe the speech encoder (front end, normalisation, Conformer); they are
 # the encoder_conf of our model format, so a converted student rebuilds from its own config.
-SPEECH_ENCODER_KEYS = ("input_size", "frontend", "frontend_conf", "normalize", "normalize_conf", "encoder",
-                       "encoder_conf", "preencoder", "postencoder")
+SPEECH_ENCODER_KEYS = (
+    "input_size",
+    "frontend",
+    "frontend_conf",
+    "normalize",
+    "normalize_conf",
+    "encoder",
+    "encoder_conf",
+    "preencoder",
+    "postencoder",
+)
 
 
 class EspnetSpeechEncoder(nn.Module):
     """[front end] -> [normalisation] -> Conformer, with our encoder interface: forward(x, lengths) ->
     EncoderOutput, x a waveform (B, N) when the config has a front end, else features (B, T, input_size)."""
 
-    def __init__(self, conf: dict, frontend: Optional[nn.Module], normalize: Optional[nn.Module],
-                 encoder: EspnetConformerEncoder):
+    def __init__(
+        self, conf: dict, frontend: Optional[nn.Module], normalize: Optional[nn.Module], encoder: EspnetConformerEncoder
+    ):
         super().__init__()
         self.conf = {k: copy.deepcopy(conf[k]) for k in SPEECH_ENCODER_KEYS if k in conf}
         self.frontend, self.normalize, self.encoder = frontend, normalize, encoder
@@ -522,8 +555,14 @@ def espnet_to_asr_ctc(model: EspnetConformerCTC):
 
 
 __all__ = [
-    "EspnetConformerCTC", "EspnetConformerEncoder", "EspnetMixerAdapter",
-    "EspnetSpeechEncoder", "espnet_to_asr_ctc",
-    "attention_weights", "conformer_ctc_from_scratch", "load_espnet_asr", "save_espnet_asr",
+    "EspnetConformerCTC",
+    "EspnetConformerEncoder",
+    "EspnetMixerAdapter",
+    "EspnetSpeechEncoder",
+    "espnet_to_asr_ctc",
+    "attention_weights",
+    "conformer_ctc_from_scratch",
+    "load_espnet_asr",
+    "save_espnet_asr",
     "subsampled_lengths",
 ]

@@ -46,8 +46,8 @@ import torch
 from torch import nn
 
 from cald_asr.models.attention import MultiHeadSelfAttention, length_mask
-from cald_asr.models.hf_checkpoint import Activation, load_checked, read_hf_config, read_hf_state_dict
 from cald_asr.models.encoders.output import EncoderOutput
+from cald_asr.models.hf_checkpoint import Activation, load_checked, read_hf_config, read_hf_state_dict
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,10 @@ class Wav2Vec2Config:
 
     def __post_init__(self):
         if not (len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride) > 0):
-            raise ValueError(f"conv_dim, conv_kernel, conv_stride must have the same non-zero length, got "
-                             f"{len(self.conv_dim)}, {len(self.conv_kernel)}, {len(self.conv_stride)}")
+            raise ValueError(
+                f"conv_dim, conv_kernel, conv_stride must have the same non-zero length, got "
+                f"{len(self.conv_dim)}, {len(self.conv_kernel)}, {len(self.conv_stride)}"
+            )
         if self.feat_extract_norm not in ("group", "layer"):
             raise ValueError(f"feat_extract_norm {self.feat_extract_norm!r} is not 'group' or 'layer'")
 
@@ -137,8 +139,11 @@ class ConvLayer(nn.Module):
         c_in = cfg.conv_dim[i - 1] if i > 0 else 1
         c_out = cfg.conv_dim[i]
         self.conv = nn.Conv1d(c_in, c_out, cfg.conv_kernel[i], stride=cfg.conv_stride[i], bias=cfg.conv_bias)
-        self.norm_kind = "group" if cfg.feat_extract_norm == "group" and i == 0 else (
-            "layer" if cfg.feat_extract_norm == "layer" else "none")
+        self.norm_kind = (
+            "group"
+            if cfg.feat_extract_norm == "group" and i == 0
+            else ("layer" if cfg.feat_extract_norm == "layer" else "none")
+        )
         if self.norm_kind == "group":
             self.layer_norm = MaskedGroupNorm(c_out, c_out, affine=True)
         elif self.norm_kind == "layer":
@@ -184,8 +189,9 @@ class PositionalConv(nn.Module):
     def __init__(self, cfg: Wav2Vec2Config):
         super().__init__()
         k = cfg.num_conv_pos_embeddings
-        self.conv = nn.Conv1d(cfg.hidden_size, cfg.hidden_size, k, padding=k // 2,
-                              groups=cfg.num_conv_pos_embedding_groups)
+        self.conv = nn.Conv1d(
+            cfg.hidden_size, cfg.hidden_size, k, padding=k // 2, groups=cfg.num_conv_pos_embedding_groups
+        )
         # With an even width, padding k // 2 on both sides yields one frame too many.
         self.trim = 1 if k % 2 == 0 else 0
         self.act = Activation(cfg.feat_extract_activation)
@@ -216,8 +222,9 @@ class Wav2Vec2Layer(nn.Module):
         super().__init__()
         self.pre_ln = cfg.do_stable_layer_norm
         # The token mixer; conversion replaces it with any module of the same forward(x, lengths).
-        self.self_attn = MultiHeadSelfAttention(cfg.hidden_size, cfg.num_attention_heads, bias=True,
-                                                dropout=cfg.attention_dropout)
+        self.self_attn = MultiHeadSelfAttention(
+            cfg.hidden_size, cfg.num_attention_heads, bias=True, dropout=cfg.attention_dropout
+        )
         self.dropout = nn.Dropout(cfg.hidden_dropout)
         self.layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.feed_forward = FeedForward(cfg)
@@ -264,8 +271,10 @@ class Wav2Vec2Encoder(nn.Module):
             short = (wav_lengths < field).nonzero()
             if len(short):
                 b = int(short[0])
-                raise ValueError(f"utterance {b} of the batch has {int(wav_lengths[b])} samples, fewer than one "
-                                 f"frame's receptive field ({field})")
+                raise ValueError(
+                    f"utterance {b} of the batch has {int(wav_lengths[b])} samples, fewer than one "
+                    f"frame's receptive field ({field})"
+                )
             wav = wav.masked_fill(~length_mask(wav_lengths, N), 0.0)
         else:
             wav_lengths = torch.full((B,), N, dtype=torch.long, device=wav.device)
@@ -321,7 +330,7 @@ _POS_G = ("encoder.pos_conv_embed.conv.weight_g", "encoder.pos_conv_embed.conv.p
 
 def _strip_prefix(raw: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     if any(k.startswith("wav2vec2.") for k in raw):
-        return {k[len("wav2vec2."):]: v for k, v in raw.items() if k.startswith("wav2vec2.")}
+        return {k[len("wav2vec2.") :]: v for k, v in raw.items() if k.startswith("wav2vec2.")}
     return raw
 
 
@@ -335,8 +344,10 @@ def _map_wav2vec2_keys(raw: Dict[str, torch.Tensor], source: str) -> Dict[str, t
         # Weight norm over the kernel axis (dim 2): one g per tap, v normalised over (out, in / groups).
         weight = g.float() * v.float() / v.float().norm(dim=(0, 1), keepdim=True)
     else:
-        raise ValueError(f"{source}: no positional convolution weight (encoder.pos_conv_embed.conv.weight, "
-                         "weight_g/weight_v or parametrizations.weight.original0/original1)")
+        raise ValueError(
+            f"{source}: no positional convolution weight (encoder.pos_conv_embed.conv.weight, "
+            "weight_g/weight_v or parametrizations.weight.original0/original1)"
+        )
     out: Dict[str, torch.Tensor] = {"pos_conv_embed.conv.weight": weight}
     for key, value in raw.items():
         if key in _POS_V or key in _POS_G or key == "encoder.pos_conv_embed.conv.weight":
@@ -398,12 +409,12 @@ def resolve_pretrained_dir(name_or_dir: Union[str, Path]) -> Path:
         try:
             found = Path(snapshot_download(name, allow_patterns=patterns, local_files_only=local_only))
             if not any(found.glob("*.safetensors")):
-                found = Path(snapshot_download(name, allow_patterns=["pytorch_model.bin"],
-                                               local_files_only=local_only))
+                found = Path(snapshot_download(name, allow_patterns=["pytorch_model.bin"], local_files_only=local_only))
             if (found / "config.json").is_file():
                 return found
             errors.append(f"{found} has no config.json")
         except Exception as exc:  # offline, unknown repo, gated: all reported together below
             errors.append(f"{type(exc).__name__}: {exc}")
-    raise FileNotFoundError(f"{name}: no such directory, and the hub id could not be fetched "
-                            f"(cache: {errors[0]}; hub: {errors[-1]})")
+    raise FileNotFoundError(
+        f"{name}: no such directory, and the hub id could not be fetched (cache: {errors[0]}; hub: {errors[-1]})"
+    )

