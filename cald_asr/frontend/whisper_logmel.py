@@ -2,8 +2,8 @@
 
 For one utterance this is Whisper's ``log_mel_spectrogram`` without the padding to 30 s: 16 kHz audio,
 centred STFT (reflect padding of n_fft/2 at both ends), n_fft 400, hop 160, periodic Hann window, power
-spectrum, 80 Slaney mel filters, log10 floored at 1e-10, values below (max - 8) raised to it, then
-(x + 4) / 4.  Whisper drops the last STFT frame, so an utterance of N samples gives N // 160 frames.
+spectrum, 80 Slaney mel filters (librosa's), log10 floored at 1e-10, values below (max - 8) raised to it,
+then (x + 4) / 4.  Whisper drops the last STFT frame, so an utterance of N samples gives N // 160 frames.
 
 In a batch every utterance is reflected at its own end and clamped by its own maximum over its own
 valid frames, so its features are exactly those it would get alone; padded frames are 0.
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import librosa
+import numpy as np
 import torch
 from torch import nn
-
-from cald_asr.frontend.mel import slaney_mel_filterbank
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -30,7 +30,11 @@ class WhisperLogMel(nn.Module):
         self.n_fft = N_FFT
         self.hop_length = HOP_LENGTH
         self.sample_rate = SAMPLE_RATE
-        mel = slaney_mel_filterbank(SAMPLE_RATE, N_FFT, n_mels)
+        # Computed in float64 and rounded to float32 once: librosa's float32 default rounds twice (before and
+        # after the Slaney norm), which moves features by up to 2.4e-7.
+        mel = librosa.filters.mel(
+            sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels, htk=False, norm="slaney", dtype=np.float64
+        )
         # Not persistent: the filterbank is a fixed function of n_mels, not a learned weight.
         self.register_buffer("mel_filters", torch.tensor(mel, dtype=torch.float32), persistent=False)
         self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)
