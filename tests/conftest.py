@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+
 from shared_data import SHARED_DATA
 
 

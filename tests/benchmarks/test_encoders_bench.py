@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from shared_data import SHARED_DATA
 
 from cald_asr.data.audio import load_audio
+
+from shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 FSDD_EXP = ROOT / "egs" / "fsdd" / "asr1" / "exp"

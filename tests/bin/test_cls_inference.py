@@ -6,13 +6,14 @@ import sys
 
 import pytest
 import torch
-from shared_data import SHARED_DATA
 
 from cald_asr.bin.cls_inference import Text2Label, main
 from cald_asr.bin.prepare_teacher import prepare_teacher
 from cald_asr.convert import convert_model
 from cald_asr.data.kaldi_dir import read_kv
 from cald_asr.models.model_file import load_model, save_model
+
+from shared_data import SHARED_DATA
 
 TEACHER = {
     "model": "text_cls",

@@ -2,11 +2,12 @@
 determinism, and the review text."""
 
 import pytest
-from shared_data import SHARED_DATA
 
 from cald_asr.corpora import movie_reviews
 from cald_asr.corpora.data_set import CorpusError
 from cald_asr.data.kaldi_dir import read_kv
+
+from shared_data import SHARED_DATA
 
 
 @pytest.fixture(scope="module")

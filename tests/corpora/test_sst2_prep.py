@@ -4,11 +4,12 @@ malformed lines reported by file:line."""
 import shutil
 
 import pytest
-from shared_data import SHARED_DATA
 
 from cald_asr.corpora import sst2
 from cald_asr.corpora.data_set import CorpusError
 from cald_asr.data.kaldi_dir import read_kv
+
+from shared_data import SHARED_DATA
 
 
 @pytest.fixture(scope="module")

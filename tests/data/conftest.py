@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from datalayer_util import write_fsdd_dir
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional
 
 import numpy as np
-from shared_data import SHARED_DATA
 
 from cald_asr.data.kaldi_dir import utt2spk_to_spk2utt, write_kv
+
+from shared_data import SHARED_DATA
 
 FSDD = SHARED_DATA / "fsdd" / "recordings"
 YESNO = SHARED_DATA / "yesno" / "waves_yesno"  # 8 kHz 16-bit; the name spells the transcript (1 = yes)

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from datalayer_util import AN4_FEAT, FSDD, read_an4_mfcc, write_fsdd_dir
 from torch.utils.data import DataLoader
 
 from cald_asr.data.collate import pad_collate
@@ -12,6 +11,8 @@ from cald_asr.data.format_dir import FormatOptions, format_data_dir
 from cald_asr.data.kaldi_dir import DataDirError, read_kv, write_kv
 from cald_asr.data.sampler import LengthBucketBatchSampler
 from cald_asr.text import CharTokenizer, TokenList
+
+from datalayer_util import AN4_FEAT, FSDD, read_an4_mfcc, write_fsdd_dir
 
 NAMES = ["0_george_0", "1_george_0", "2_jackson_0", "5_theo_3", "9_lucas_1", "4_nicolas_7"]
 

@@ -4,11 +4,12 @@ a warning naming them, an error (DataDirError) above max_unk_share of the tokens
 import logging
 
 import pytest
-from datalayer_util import write_yesno_dir
 
 from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.kaldi_dir import DataDirError, read_kv, write_kv
 from cald_asr.text import CharTokenizer, TokenList
+
+from datalayer_util import write_yesno_dir
 
 YESNO_TOKENS = TokenList.build(["<space>", "E", "N", "O", "S", "Y"])
 

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from datalayer_util import FSDD
 
 from cald_asr.data.audio import AudioError, load_audio, write_wav
+
+from datalayer_util import FSDD
 
 GEORGE = FSDD / "0_george_0.wav"
 

@@ -3,12 +3,13 @@ import os
 import kaldiio
 import numpy as np
 import soundfile as sf
-from datalayer_util import AN4_FEAT, FSDD, read_an4_mfcc, write_fsdd_dir
 
 from cald_asr.bin.format_data import main as format_main
 from cald_asr.data.audio import load_audio, resample
 from cald_asr.data.kaldi_dir import read_kv, utt2spk_to_spk2utt, write_kv
 from cald_asr.data.validate import validate_data_dir
+
+from datalayer_util import AN4_FEAT, FSDD, read_an4_mfcc, write_fsdd_dir
 
 NAMES = ["0_george_0", "1_george_0", "2_jackson_0", "5_theo_3"]
 

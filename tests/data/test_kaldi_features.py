@@ -1,9 +1,10 @@
 import kaldiio
 import numpy as np
 import pytest
-from datalayer_util import AN4_FEAT, read_an4_mfcc
 
 from cald_asr.data.features import FeatureError, ark_path_of, load_feats, write_feats
+
+from datalayer_util import AN4_FEAT, read_an4_mfcc
 
 AN4_FILES = [AN4_FEAT / "fash" / f"{n}.mfc" for n in ("an251-fash-b", "an253-fash-b", "cen1-fash-b")]
 

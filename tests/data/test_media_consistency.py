@@ -4,12 +4,13 @@ matrices whose dimension differs from the others, each with file:line, the id, w
 import kaldiio
 import numpy as np
 import soundfile as sf
-from datalayer_util import AN4_FEAT, YESNO, read_an4_mfcc, write_yesno_dir, yesno_names
 
 from cald_asr.bin import validate_data_dir as cli
 from cald_asr.data.audio import load_audio
 from cald_asr.data.kaldi_dir import read_kv, write_kv
 from cald_asr.data.validate import fix_data_dir, validate_data_dir
+
+from datalayer_util import AN4_FEAT, YESNO, read_an4_mfcc, write_yesno_dir, yesno_names
 
 
 def resampled_copy(tmp_path, name, fs):

@@ -4,13 +4,14 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from datalayer_util import YESNO, write_yesno_dir, yesno_names
 
 from cald_asr.data.audio import AudioError, load_audio, scan_audio
 from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.format_dir import FormatOptions, format_data_dir
 from cald_asr.data.kaldi_dir import read_kv
 from cald_asr.data.validate import validate_data_dir
+
+from datalayer_util import YESNO, write_yesno_dir, yesno_names
 
 
 def float_copy_with(tmp_path, name, positions, value, tag="bad"):

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from datalayer_util import YESNO, write_yesno_dir, yesno_names
 
 from cald_asr.data.audio import AudioError, load_audio, pipe_timeout_s
 from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.validate import validate_data_dir
+
+from datalayer_util import YESNO, write_yesno_dir, yesno_names
 
 UTILS = Path(__file__).resolve().parents[2] / "utils"
 HOW = (

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from shared_data import SHARED_DATA
 
 from cald_asr.bin.cls_tokenize import main as tokenize_main
 from cald_asr.corpora.movie_reviews import prepare_movie_reviews
@@ -17,6 +16,8 @@ from cald_asr.data import text_dataset
 from cald_asr.data.kaldi_dir import DataDirError, read_kv
 from cald_asr.data.text_dataset import TextDataset, encode, write_text_set
 from cald_asr.text.hf_tokenizer import load_text_tokenizer
+
+from shared_data import SHARED_DATA
 
 LABELS = ["negative", "positive"]
 

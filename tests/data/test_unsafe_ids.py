@@ -2,11 +2,12 @@
 validation in every file that holds it, with file:line, and stage 2 refuses the dir and writes nothing."""
 
 import pytest
-from datalayer_util import YESNO, write_yesno_dir, yesno_names
 
 from cald_asr.data.format_dir import FormatOptions, format_data_dir
 from cald_asr.data.kaldi_dir import DataDirError, read_kv, utt2spk_to_spk2utt, write_kv
 from cald_asr.data.validate import fix_data_dir, validate_data_dir
+
+from datalayer_util import YESNO, write_yesno_dir, yesno_names
 
 WHY = "contains '/' or '..' (ids become file names such as dump/<set>/data/<id>.wav and must stay there)"
 

@@ -3,11 +3,12 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
-from datalayer_util import FSDD, write_fsdd_dir
 
 from cald_asr.bin import validate_data_dir as cli
 from cald_asr.data.kaldi_dir import read_kv, write_kv
 from cald_asr.data.validate import fix_data_dir, validate_data_dir
+
+from datalayer_util import FSDD, write_fsdd_dir
 
 
 def set_wav(d, utt, path):

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from decode_util import save_seeded, tiny_config
 
 from cald_asr.convert import convert_model
 from cald_asr.data.audio import load_audio, write_wav
 from cald_asr.data.kaldi_dir import write_kv
 from cald_asr.models.model_file import save_model
+
+from decode_util import save_seeded, tiny_config
 
 
 @pytest.fixture(scope="session")

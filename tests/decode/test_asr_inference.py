@@ -10,7 +10,6 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from decode_util import YESNO_TOKENS, save_seeded, tiny_config
 
 from cald_asr.bin.asr_inference import main
 from cald_asr.data.audio import write_wav
@@ -18,6 +17,8 @@ from cald_asr.data.features import write_feats
 from cald_asr.data.kaldi_dir import c_sort_key, read_kv, write_kv
 from cald_asr.decode.ctc_greedy import ctc_greedy
 from cald_asr.inference import Speech2Text
+
+from decode_util import YESNO_TOKENS, save_seeded, tiny_config
 
 RECOG_FILES = ("text", "token", "token_int", "score")
 

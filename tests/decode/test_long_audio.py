@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from decode_util import save_seeded, tiny_config
 
 from cald_asr.decode.long_audio import plan_windows, splice
 from cald_asr.inference import Speech2Text
+
+from decode_util import save_seeded, tiny_config
 
 
 def tones(seconds: float, seed: int, fs: int = 16000) -> np.ndarray:

@@ -4,11 +4,12 @@ and torch.autograd.gradcheck of the SSD scan's autograd node."""
 
 import pytest
 import torch
-from reference import selective_recurrence, ssd_recurrence
 
 import cald_asr.mixers.ops.selective_scan as selective_scan_mod
 from cald_asr.mixers.ops.selective_scan import selective_scan
 from cald_asr.mixers.ops.ssd import ssd_scan
+
+from reference import selective_recurrence, ssd_recurrence
 
 F64 = dict(dtype=torch.float64)
 CASES = [(1, 16), (2, 16), (63, 16), (64, 16), (65, 16), (64, 64), (65, 64), (517, 64), (517, 100)]

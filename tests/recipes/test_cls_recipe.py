@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from shared_data import SHARED_DATA
 
 from cald_asr.data.kaldi_dir import read_kv
+
+from shared_data import SHARED_DATA
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "sst2" / "cls1"
 TINY = [

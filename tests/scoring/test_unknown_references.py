@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from shared_data import SHARED_DATA
 
 from cald_asr.bin import make_results
 from cald_asr.bin.score import main as score_main
 from cald_asr.data.kaldi_dir import write_kv
 from cald_asr.models.model_file import build_model, save_model
 from cald_asr.text import SentencePieceTokenizer, TokenList, train_sentencepiece
+
+from shared_data import SHARED_DATA
 
 YESNO = SHARED_DATA / "yesno" / "waves_yesno"
 CHARS = ["<blank>", "<unk>", "<space>", "N", "O", "E", "S", "Y", "<sos/eos>"]

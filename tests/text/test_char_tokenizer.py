@@ -1,7 +1,8 @@
 import pytest
-from an4_transcripts import an4_transcripts
 
 from cald_asr.text import CharTokenizer, TokenList, build_tokenizer
+
+from an4_transcripts import an4_transcripts
 
 
 def test_tokens_of_a_real_digit_transcript():

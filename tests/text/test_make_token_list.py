@@ -1,10 +1,10 @@
 import os
 
-from an4_transcripts import an4_transcripts
-
 from cald_asr.bin.make_token_list import main
 from cald_asr.data.kaldi_dir import write_kv
 from cald_asr.text import SentencePieceTokenizer, TokenList
+
+from an4_transcripts import an4_transcripts
 
 
 def write_text(tmp_path):

@@ -1,7 +1,8 @@
 import pytest
-from an4_transcripts import an4_transcripts
 
 from cald_asr.text import SentencePieceTokenizer, TokenList, build_tokenizer, train_sentencepiece
+
+from an4_transcripts import an4_transcripts
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,10 @@
 tokenizers and for sentencepiece (text the model cannot cover, and pieces the token list lacks)."""
 
 import pytest
-from an4_transcripts import an4_transcripts
 
 from cald_asr.text import CharTokenizer, SentencePieceTokenizer, TokenList, train_sentencepiece, unknown_symbols
+
+from an4_transcripts import an4_transcripts
 
 
 def yesno_chars():

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 import torch
+
 from train_helpers import RECIPE, Teacher, Yesno, cli, std_args, subprocess_env
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from shared_data import SHARED_DATA
 
 from cald_asr.bin import asr_train
 from cald_asr.bin.cls_tokenize import tokenize_dir
@@ -19,6 +18,8 @@ from cald_asr.data.text_dataset import write_text_set
 from cald_asr.distill.guides import TeacherCache, model_inputs
 from cald_asr.models.model_file import load_model
 from cald_asr.train.trainer import StepNorm, compute_loss, train, validate
+
+from shared_data import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE_CONF = REPO / "egs" / "sst2" / "cls1" / "conf"

@@ -4,10 +4,11 @@ a clear error naming it, and a key that starts like one of asr_train's own optio
 import pytest
 import torch
 import yaml
-from train_helpers import TEACHER_CONF, build, cald_args, std_args
 
 from cald_asr.bin import asr_train
 from cald_asr.train.checkpoint import CHECKPOINT_NAME
+
+from train_helpers import TEACHER_CONF, build, cald_args, std_args
 
 ONE_STEP = ["--max_steps", 1, "--valid_every", 100]
 

@@ -14,9 +14,10 @@ that noise (~1e-16 of the gradient's scale) sits far below AdamW's eps (1e-8), a
 import pytest
 import torch
 import yaml
-from train_helpers import cald_args, cli, state_of, std_args
 
 from cald_asr.bin import asr_train
+
+from train_helpers import cald_args, cli, state_of, std_args
 
 # batches of 5 from 26 utterances: one batch of 1, where rank 1 has no utterance and joins with weight 0
 # Rounding only, relative: sqrt(float64 eps) = 1.5e-8, some 200x above the drift measured after 6 steps, and

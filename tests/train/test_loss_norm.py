@@ -3,10 +3,11 @@ in StepNorm, two accumulated half batches, or two ranks' shards averaged as Dist
 give the gradient of the full batch, for all three terms (CTC, layer, logits) of a target-guided student."""
 
 import torch
-from train_helpers import build, cald_args, datasets
 
 from cald_asr.data.collate import pad_collate
 from cald_asr.train.trainer import StepNorm, compute_loss
+
+from train_helpers import build, cald_args, datasets
 
 # rounding only: padding differs between the full batch and its parts
 REL_TOL = 1e-5

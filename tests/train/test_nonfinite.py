@@ -7,7 +7,6 @@ import re
 
 import pytest
 import torch
-from train_helpers import TEACHER_CONF, datasets, max_abs_diff, state_of
 
 from cald_asr.data.dataset import ASRDataset
 from cald_asr.data.sampler import LengthBucketBatchSampler
@@ -15,6 +14,8 @@ from cald_asr.models.model_file import load_model
 from cald_asr.train.checkpoint import CHECKPOINT_NAME
 from cald_asr.train.config import load_yaml, merge_with_defaults
 from cald_asr.train.trainer import DEFAULTS, train
+
+from train_helpers import TEACHER_CONF, datasets, max_abs_diff, state_of
 
 
 class NaNAudio(ASRDataset):

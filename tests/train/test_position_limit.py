@@ -4,9 +4,10 @@ attention model (whose positions are its only source of order)."""
 
 import numpy as np
 import pytest
-from train_helpers import build, cald_args, datasets, std_args, train_in_process
 
 from cald_asr.models.model_file import load_model
+
+from train_helpers import build, cald_args, datasets, std_args, train_in_process
 
 QUIET = ["--valid_every", 100, "--checkpoint_every", 100]
 

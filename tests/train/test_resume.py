@@ -11,10 +11,11 @@ import time
 
 import pytest
 import torch
-from train_helpers import cald_args, max_abs_diff, read_step, state_of, std_args, subprocess_env
 
 from cald_asr.bin import asr_train
 from cald_asr.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+from train_helpers import cald_args, max_abs_diff, read_step, state_of, std_args, subprocess_env
 
 # SpecAugment draws from the global RNG every step: a resume is exact only if that state is restored too
 STD = ["--max_steps", 12, "--checkpoint_every", 1, "--valid_every", 5, "--specaug", "true"]

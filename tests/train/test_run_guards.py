@@ -13,11 +13,12 @@ import sys
 import time
 
 import torch
-from train_helpers import cald_args, max_abs_diff, read_step, state_of, std_args, subprocess_env
 
 from cald_asr.bin import asr_train
 from cald_asr.train.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME
 from cald_asr.train.run_lock import LOCK_NAME
+
+from train_helpers import cald_args, max_abs_diff, read_step, state_of, std_args, subprocess_env
 
 SHORT = ["--max_steps", 3, "--valid_every", 100, "--checkpoint_every", 1]
 

@@ -7,9 +7,10 @@ import re
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from train_helpers import build, cald_args, datasets, max_abs_diff, state_of, train_in_process
 
 from cald_asr.distill.guides import Guide
+
+from train_helpers import build, cald_args, datasets, max_abs_diff, state_of, train_in_process
 
 # the method's table, restated here rather than imported, so the code is checked against the spec
 EXPECTED_START = {

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from shared_data import SHARED_DATA
 
 UTILS = Path(__file__).resolve().parents[2] / "utils"

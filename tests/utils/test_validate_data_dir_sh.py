@@ -5,9 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from shared_data import SHARED_DATA
 
 from cald_asr.data.kaldi_dir import write_kv
+
+from shared_data import SHARED_DATA
 
 YESNO = SHARED_DATA / "yesno" / "waves_yesno"
 
