@@ -31,13 +31,11 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import yaml
 
-from cald_asr.convert import convert_model
-from cald_asr.data.dataset import ASRDataset
-from cald_asr.data.text_dataset import TextDataset
+from cald_asr.convert import SLOT, convert_model
+from cald_asr.data.augment import active as augment_active
 from cald_asr.distill.guides import STRATEGIES, STUDENT_INIT, GuideContext
 from cald_asr.models.model_file import load_model
-from cald_asr.tasks import task_for
-from cald_asr.text import TokenList, build_tokenizer
+from cald_asr.tasks import TASKS, task_for
 from cald_asr.train.checkpoint import CHECKPOINT_NAME, CheckpointError, has_checkpoint
 from cald_asr.train.config import ConfigError, apply_overrides, check_option, load_yaml, merge_with_defaults
 from cald_asr.train.distributed import init_distributed
@@ -63,6 +61,11 @@ def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--pretrained_model", default=None, help="CALD: the pretrained transformer (stage 4 output)")
     p.add_argument("--finetuned_model", default=None, help="CALD: the fine-tuned teacher (stage 5 best)")
     p.add_argument("--snapshot_dir", default=None, help="CALD waypoint: the Std. run's snapshots/")
+    p.add_argument(
+        "--init_mixers",
+        default=None,
+        help="CALD: a converted model (e.g. the unlabeled phase's best/) whose mixers the student starts from",
+    )
     p.add_argument("--train_data", required=True)
     p.add_argument("--valid_data", required=True)
     p.add_argument("--output_dir", required=True)
@@ -89,6 +92,13 @@ def build_config(args, overrides: Sequence[str]):
         check_option(
             "mixer_conf", cfg["mixer_conf"], mixer_conf_spec(cfg["mixer"]), f"{mixer_source} (mixer {cfg['mixer']})"
         )
+    if cfg["task"]:
+        TASKS.lookup(cfg["task"]).check_options(cfg)
+    if cfg["cache_teacher"] and augment_active(cfg["augment"]):
+        raise ConfigError(
+            "cache_teacher stores the teacher's outputs on clean input, but with augment on the teacher "
+            "must read each augmented batch: set cache_teacher: false (or drop augment)"
+        )
     return cfg
 
 
@@ -99,7 +109,7 @@ def read_models(cfg, args) -> Dict[str, Optional[str]]:
     if strategy is None:
         return {"init_model": args.init_model}
     role = f"{STUDENT_INIT[strategy]}_model"
-    return {role: getattr(args, role)}
+    return {role: getattr(args, role), **({"init_mixers": args.init_mixers} if args.init_mixers else {})}
 
 
 def inputs_of(cfg, args) -> Dict[str, str]:
@@ -154,6 +164,26 @@ def teacher_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimize
     return build_optimizer(model, "adamw", {"lr": lr, "weight_decay": 0.0})
 
 
+def copy_mixers(student: torch.nn.Module, cfg, donor_dir: Path) -> None:
+    """The student's mixers (every tensor under a .self_attn slot) take the values of `donor_dir`'s, a model
+    converted to the same mixer (the unlabeled phase's result); every other tensor stays the strategy's."""
+    donor, donor_fields = load_model(donor_dir)
+    if (donor_fields.get("mixer"), donor_fields.get("mixer_conf")) != (cfg["mixer"], cfg["mixer_conf"]):
+        raise ConfigError(
+            f"--init_mixers {donor_dir}: its mixer is {donor_fields.get('mixer')} "
+            f"{donor_fields.get('mixer_conf')}, this run's {cfg['mixer']} {cfg['mixer_conf']}"
+        )
+    slot = f".{SLOT}."
+    theirs = {k: v for k, v in donor.state_dict().items() if slot in k}
+    mine = {k for k in student.state_dict() if slot in k}
+    if set(theirs) != mine:
+        raise ConfigError(
+            f"--init_mixers {donor_dir}: its mixers do not fit this student's (e.g. {sorted(set(theirs) ^ mine)[:3]})"
+        )
+    student.load_state_dict(theirs, strict=False)
+    print(f"{len(theirs)} mixer tensors initialised from {donor_dir}", flush=True)
+
+
 def build_models(cfg, args):
     """-> (student model, its config fields, guide)."""
     strategy = cfg["strategy"]
@@ -182,6 +212,9 @@ def build_models(cfg, args):
         "cald_strategy": strategy,
         "initialised_from": str(start),
     }
+    if args.init_mixers:
+        copy_mixers(student, cfg, Path(args.init_mixers))
+        fields["mixers_from"] = str(args.init_mixers)
     ctx = GuideContext(
         Path(args.output_dir),
         Path(args.snapshot_dir) if args.snapshot_dir else None,
@@ -194,22 +227,9 @@ def build_models(cfg, args):
 
 
 def build_datasets(fields, args, model, cfg=None):
-    """-> (train set, valid set, tokenizer for ASR validation or None), by the model's kind."""
-    if fields.get("model") == "text_cls":
-        max_length = int(getattr(model.encoder, "max_length", 512))
-        return (
-            TextDataset(args.train_data, fields["labels"], max_length=max_length),
-            TextDataset(args.valid_data, fields["labels"], max_length=max_length),
-            None,
-        )
-    token_list = TokenList(fields["token_list"])
-    tokenizer = build_tokenizer(fields.get("token_type", "char"), token_list, fields.get("bpemodel"))
-    limit = (cfg or DEFAULTS)["max_unk_share"]
-    return (
-        ASRDataset(args.train_data, tokenizer, max_unk_share=limit),
-        ASRDataset(args.valid_data, tokenizer, max_unk_share=limit),
-        tokenizer,
-    )
+    """-> (train set, valid set, tokenizer for ASR validation or None): the model's task reads its data."""
+    cfg = cfg or DEFAULTS
+    return task_for(model, name=cfg["task"]).datasets(args.train_data, args.valid_data, fields, model, cfg)
 
 
 def relaunch_under_torchrun(argv: List[str], nproc: int, prog: str = "asr_train") -> int:

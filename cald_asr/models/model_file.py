@@ -61,6 +61,7 @@ MODEL_KEYS = {
     "cald_strategy": "the strategy a student was trained with",
     "initialised_from": "the model it started from",
     "converted_from": "the transformer `convert` converted",
+    "mixers_from": "the model a student's mixers started from (asr_train --init_mixers)",
     "trained_steps": "optimiser steps behind these weights",
 }
 

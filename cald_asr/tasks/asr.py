@@ -7,10 +7,13 @@ from typing import Any, Dict, Sequence
 import jiwer
 import torch
 
+from cald_asr.data.augment import augment_dataset
+from cald_asr.data.dataset import ASRDataset
 from cald_asr.decode.ctc_greedy import ctc_greedy
 from cald_asr.frontend.specaug import SpecAugment
 from cald_asr.models.asr_ctc import ASRCTCModel
 from cald_asr.tasks.base import Task, dev_outputs
+from cald_asr.text import TokenList, build_tokenizer
 
 
 class ASRTask(Task):
@@ -21,8 +24,21 @@ class ASRTask(Task):
     def __init__(self, tokenizer=None):
         self.tokenizer = tokenizer  # decodes the dev hypotheses for the WER
 
-    def prepare(self, model, cfg: Dict[str, Any]) -> None:
+    def datasets(self, train_dir, valid_dir, fields, model, cfg):
+        tokenizer = build_tokenizer(
+            fields.get("token_type", "char"), TokenList(fields["token_list"]), fields.get("bpemodel")
+        )
+        limit = cfg["max_unk_share"]
+        train_set = ASRDataset(train_dir, tokenizer, max_unk_share=limit)
+        train_set = augment_dataset(train_set, cfg["augment"], sample_rate(model), cfg["seed"])
+        return train_set, ASRDataset(valid_dir, tokenizer, max_unk_share=limit), tokenizer
+
+    def prepare(self, model, cfg: Dict[str, Any], guide=None) -> None:
         model.specaug = SpecAugment(**cfg["specaug_conf"]) if cfg["specaug"] else None
+        teacher = getattr(guide, "teacher", None)
+        if teacher is not None and cfg["teacher_mode"] == "train":
+            # as the authors' code runs it: the teacher in train mode draws its own SpecAugment masks (and dropout)
+            teacher.specaug = SpecAugment(**cfg["specaug_conf"]) if cfg["specaug"] else None
 
     def loss(self, out, batch: Dict[str, Any]) -> torch.Tensor:
         return ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"])
@@ -49,3 +65,12 @@ class ASRTask(Task):
 
     def summary(self, state: Dict[str, Any]) -> str:
         return f"best dev WER {state[f'best_{self.metric}']:.2f}%"
+
+
+def sample_rate(model) -> int:
+    """The rate of the waveforms the model reads: its front end's, else 16 kHz (Wav2Vec2, ESPnet front ends)."""
+    fe = getattr(model, "frontend", None)
+    if fe is not None:
+        return int(fe.sample_rate)
+    enc_fe = getattr(getattr(model, "encoder", None), "frontend", None)
+    return int(getattr(enc_fe, "fs", 16000)) if enc_fe is not None else 16000

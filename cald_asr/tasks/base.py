@@ -33,8 +33,18 @@ class Task:
     loss_name = ""  # the task term's name in stats, logs and TensorBoard ("train/<loss_name>")
     metric = ""  # the dev error that selects best/ (lower is better)
 
-    def prepare(self, model: nn.Module, cfg: Dict[str, Any]) -> None:
-        """Training-time additions to the model and checks of the options that only some tasks take."""
+    def datasets(self, train_dir, valid_dir, fields: Dict[str, Any], model: nn.Module, cfg: Dict[str, Any]):
+        """-> (training set, dev set, tokenizer or None) read from the data dirs as this task's model reads them;
+        the training set is augmented where the options say so."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_options(cls, cfg: Dict[str, Any]) -> None:
+        """Refuse options this task cannot train with (raise ValueError), before anything is built."""
+
+    def prepare(self, model: nn.Module, cfg: Dict[str, Any], guide=None) -> None:
+        """Training-time additions to the model and checks of the options that only some tasks take (`guide`:
+        the run's CALD strategy, or None)."""
 
     def collate(self, dataset) -> Callable[[Sequence[Dict]], Dict[str, Any]]:
         """A dataset may bring its own collate (text); speech datasets use pad_collate."""

@@ -9,6 +9,8 @@ from typing import Any, Dict, Sequence
 
 import torch
 
+from cald_asr.data.augment import active as augment_active
+from cald_asr.data.text_dataset import TextDataset
 from cald_asr.models.text_classifier import TextClassifier
 from cald_asr.scoring.accuracy import accuracy, macro_f1
 from cald_asr.tasks.base import StepNorm, Task, dev_outputs
@@ -22,7 +24,17 @@ class TextClassificationTask(Task):
     def __init__(self, tokenizer=None):
         pass  # the dev labels need no decoding
 
-    def prepare(self, model, cfg: Dict[str, Any]) -> None:
+    def datasets(self, train_dir, valid_dir, fields, model, cfg):
+        if augment_active(cfg.get("augment")):
+            raise ValueError("augment applies to speech (waveform) models only; drop the augment block for text")
+        max_length = int(getattr(model.encoder, "max_length", 512))
+        return (
+            TextDataset(train_dir, fields["labels"], max_length=max_length),
+            TextDataset(valid_dir, fields["labels"], max_length=max_length),
+            None,
+        )
+
+    def prepare(self, model, cfg: Dict[str, Any], guide=None) -> None:
         if cfg["specaug"]:
             raise ValueError("specaug applies to speech models only; set specaug: false for text")
 

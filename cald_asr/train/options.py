@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from cald_asr.data.augment import DEFAULTS as AUGMENT_DEFAULTS
 from cald_asr.distill.guides import STRATEGIES
 from cald_asr.frontend.specaug import SpecAugment
 from cald_asr.mixers.registry import MIXERS
 from cald_asr.precision import DTYPES
+from cald_asr.tasks import TASKS
 from cald_asr.train.config import Fixed, Mapping, OptionSpec, Spec, keyword_specs, spec_of
 from cald_asr.train.optim import OPTIMIZERS, SCHEDULERS
 
@@ -28,6 +30,9 @@ DEFAULTS: Dict[str, Any] = {
     "grad_clip": 1.0,
     "specaug": False,
     "specaug_conf": {},
+    # waveform augmentation of the training set, seen by the teacher too (cald_asr/data/augment.py): {speed:
+    # {prob, factors}, reverb: {prob, rt60_s}, noise: {prob, snr_db, colours}, babble: {prob, snr_db, utterances}}
+    "augment": {},
     "valid_every": 200,
     "valid_batch_bins": None,  # default: batch_bins
     "snapshot_every": 0,  # > 0: save snapshots/step_<N>/ (waypoints for a later CALD run)
@@ -37,6 +42,7 @@ DEFAULTS: Dict[str, Any] = {
     "stop_after": None,  # leave the loop after this many steps as if killed (resume tests)
     "num_threads": 0,  # torch threads; 0 keeps torch's default
     "position_limit": None,  # recurrent students: clamp absolute positions at N frames, or "auto" (see below)
+    "task": None,  # null: the model's own task; layer_distillation: the layer loss alone on unlabeled audio
     # CALD (stage 6); strategy null = plain task training
     "strategy": None,
     "alpha_layer": 15.0,
@@ -72,11 +78,13 @@ OPTION_SPECS: Dict[str, OptionSpec] = {
         {"warmup_steps": Spec((int,)), "final_lr_ratio": Spec((float,)), "decay_steps": Spec((int,), optional=True)}
     ),
     "specaug_conf": keyword_specs(SpecAugment),
+    "augment": Fixed({k: Fixed({kk: spec_of(vv) for kk, vv in v.items()}) for k, v in AUGMENT_DEFAULTS.items()}),
     "valid_batch_bins": Spec((int,), optional=True),
     "max_unk_share": Spec((float,), optional=True),
     "stop_after": Spec((int,), optional=True),
     "position_limit": Spec((int,), choices=("auto",), optional=True),
     "strategy": Spec(choices=tuple(STRATEGIES), optional=True),
+    "task": Spec(choices=tuple(TASKS), optional=True),
     "teacher_mode": Spec(choices=("eval", "train")),
     "switch_off_step": Spec((int, float), optional=True),
     "teacher_lr": Spec((float,), optional=True),

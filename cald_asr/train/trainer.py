@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from cald_asr.data.augment import step_lengths
 from cald_asr.data.collate import to_device
 from cald_asr.data.sampler import LengthBucketBatchSampler
 from cald_asr.distill.guides import Guide, model_inputs
@@ -169,7 +170,7 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
         torch.set_num_threads(int(cfg["num_threads"]))
     set_seed(rank_seed(cfg["seed"], info.rank))
     dtype = run_dtype(cfg["dtype"])
-    task.prepare(model, cfg)
+    task.prepare(model, cfg, guide)
     limit = apply_position_limit(model, cfg["position_limit"], train_set.lengths)
     if limit is not None:
         log.info(f"positions clamped from frame {limit} on (position_limit: {cfg['position_limit']})")
@@ -331,7 +332,7 @@ def optimizer_step(run: Run, group: List[List[int]], meter: Meter) -> bool:
     cfg, info, st = run.cfg, run.info, run.state
     norm = StepNorm(
         sum(len(b) for b in group),
-        sum(_frames(run.model, [run.train_set.lengths[i] for i in b]) for b in group),
+        sum(_frames(run.model, step_lengths(run.train_set, b)) for b in group),
         info.world_size,
     )
     collate = run.task.collate(run.train_set)
@@ -428,6 +429,8 @@ def train_epochs(run: Run) -> bool:
     stopped = False
     while st["step"] < cfg["max_steps"] and not stopped:
         run.sampler.set_epoch(st["epoch"])
+        if hasattr(run.train_set, "set_epoch"):  # augmentation draws per (epoch, utterance)
+            run.train_set.set_epoch(st["epoch"])
         batches = list(run.sampler)
         while st["batch_in_epoch"] < len(batches) and st["step"] < cfg["max_steps"] and not stopped:
             group = batches[st["batch_in_epoch"] : st["batch_in_epoch"] + cfg["accum_grad"]]
@@ -482,7 +485,7 @@ def train(
     run = setup_run(
         cfg,
         model,
-        task or task_for(model, tokenizer),
+        task or task_for(model, tokenizer, cfg.get("task")),
         train_set,
         valid_set,
         Path(out_dir),
