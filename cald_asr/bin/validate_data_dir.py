@@ -1,12 +1,16 @@
 """Check a Kaldi data directory; optionally fix it by dropping the bad utterances.
 
     python -m cald_asr.bin.validate_data_dir DATA_DIR [--check_audio [--fs HZ] [--pipe_timeout S]]
-        [--fix --log FILE]
+        [--no_text] [--fix --log FILE]
 
 --check_audio decodes every audio entry once (pipe commands in wav.scp run, as shell commands of the
 user, each under --pipe_timeout) and reads every feature matrix: it reports unreadable, empty or
 non-finite (NaN/inf) audio, sample rates other than --fs (default: the most common rate) and feature
 dimensions other than the most common one.
+
+--no_text (as in Kaldi's validate_data_dir.sh) accepts a dir without transcripts, e.g. only wav.scp (or
+wav.scp and segments) for task: layer_distillation: `text` is not required, nor are utt2spk and spk2utt
+(each utterance is then its own speaker). What is there is checked as always.
 
 Exit status: 0 if the dir is valid (or was fixed and still holds utterances), 1 otherwise.
 """
@@ -58,6 +62,12 @@ def get_parser() -> argparse.ArgumentParser:
         help=f"with --check_audio: seconds one pipe command may run (default ${PIPE_TIMEOUT_ENV}, "
         f"else {DEFAULT_PIPE_TIMEOUT_S:g})",
     )
+    p.add_argument(
+        "--no_text",
+        "--no-text",
+        action="store_true",
+        help="text is not required, nor utt2spk/spk2utt (audio without transcripts, task: layer_distillation)",
+    )
     p.add_argument("--fix", action="store_true", help="drop bad utterances from all files (originals in .backup/)")
     p.add_argument(
         "--log",
@@ -71,7 +81,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     try:
-        ins = inspect_data_dir(args.data_dir, args.check_audio, args.fs, args.pipe_timeout)
+        ins = inspect_data_dir(args.data_dir, args.check_audio, args.fs, args.pipe_timeout, args.no_text)
     except ValueError as e:  # a bad $CALD_ASR_PIPE_TIMEOUT
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
@@ -92,7 +102,7 @@ def main(argv=None) -> int:
         return 1
     # The audio is not decoded again: every audio problem implicated utterances that are now dropped, and the
     # ones kept share the rate (and feature dimension) that the others were compared with.
-    remaining = validate_data_dir(args.data_dir)
+    remaining = validate_data_dir(args.data_dir, no_text=args.no_text)
     for p in remaining:
         print(f"still: {p}", file=sys.stderr)
     print(f"{args.data_dir}: fixed, dropped {len(dropped)} utterance(s), log in {log}", file=sys.stderr)

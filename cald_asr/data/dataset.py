@@ -28,7 +28,9 @@ class ASRDataset(Dataset):
     `speech_type` defaults to what the dir holds (its `feats_type` file if any: 'raw' -> sound,
     'extracted' -> kaldi_ark; else wav.scp before feats.scp). Lengths (for batching) come from
     utt2num_samples / utt2num_frames, falling back to the audio header or the matrix itself.
-    Without a tokenizer, text_ids is empty (inference needs no references).
+    Without a tokenizer, text_ids is empty (inference needs no references), and the dir may have no `text`
+    (audio only, for task: layer_distillation): the utterances are then those of segments, else wav.scp
+    (feats.scp for features). A tokenizer needs the transcripts: a dir without `text` is then an error.
 
     With a tokenizer, every transcript is encoded once here: symbols outside the token list (they become
     `<unk>`) are counted and logged as a warning, and an error (DataDirError) if they are more than
@@ -50,7 +52,13 @@ class ASRDataset(Dataset):
         if self.speech_type not in (SOUND, KALDI_ARK):
             raise ValueError(f"speech_type must be '{SOUND}' or '{KALDI_ARK}', got '{self.speech_type}'")
         text_path = self.data_dir / "text"
-        self.texts: Dict[str, str] = read_kv(text_path, allow_empty_value=True)
+        has_text = text_path.exists()
+        if tokenizer is not None and not has_text:
+            raise DataDirError(
+                f"{self.data_dir} has no text: transcripts are needed to train this task; a dir with only "
+                "audio is for task: layer_distillation (conf/cald/unlabeled.yaml)"
+            )
+        self.texts: Dict[str, str] = read_kv(text_path, allow_empty_value=True) if has_text else {}
         self.utt_ids: List[str] = sorted(self.texts, key=c_sort_key)
         self.text_ids: Dict[str, List[int]] = {}
         if tokenizer is not None:
@@ -68,6 +76,8 @@ class ASRDataset(Dataset):
             scp = self.data_dir / "feats.scp"
             self.specs = read_kv(scp)
             keyed = self.specs
+        if not has_text:
+            self.utt_ids = sorted(keyed, key=c_sort_key)
         missing = [u for u in self.utt_ids if u not in keyed]
         if missing:
             raise DataDirError(

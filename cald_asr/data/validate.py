@@ -2,6 +2,9 @@
 
 A data dir holds `text`, `utt2spk`, `spk2utt` and `wav.scp` or `feats.scp`; optionally `segments` (then
 `wav.scp` is keyed by recording), `utt2num_samples`, `utt2num_frames`, `feats_shape`, `utt2dur`.
+With `no_text` (audio without transcripts, as for task: layer_distillation) `text` is not required, nor are
+`utt2spk` and `spk2utt` (each utterance is then its own speaker, as Kaldi does for unknown speakers); the
+ones that are there are checked as always.
 Every problem is reported as 'file:line: message' (or 'file: message' for whole-file problems).
 With `check_audio`, every audio entry is decoded once (pipe commands run, under their time limit) and every
 feature matrix read, so that broken, non-finite or odd-rate audio and odd-dimension features are found.
@@ -21,6 +24,7 @@ from cald_asr.data.kaldi_dir import DataDirError, utt2spk_to_spk2utt, write_kv
 from cald_asr.data.kv_scan import Problem, ScannedFile, scan_kv
 
 REQUIRED = ("text", "utt2spk", "spk2utt")
+SPEAKER_FILES = ("utt2spk", "spk2utt")
 OPTIONAL_UTT_FILES = ("utt2num_samples", "utt2num_frames", "feats_shape", "utt2dur")
 # Kaldi's extract-segments tolerates segments that end this far past the recording (rounding in corpora).
 SEGMENT_OVERSHOOT_S = 0.5
@@ -44,6 +48,7 @@ class Inspection:
     files: Dict[str, ScannedFile] = field(default_factory=dict)
     segments: Dict[str, tuple] = field(default_factory=dict)  # utt -> (rec, start, end)
     rec2utts: Dict[str, List[str]] = field(default_factory=dict)
+    no_text: bool = False  # text (and with it utt2spk/spk2utt) optional
 
     def add(self, name: str, key: Optional[str], message: str, utts=(), repair: str = "") -> None:
         line = self.files[name].line_of(key) if key is not None and name in self.files else None
@@ -51,32 +56,49 @@ class Inspection:
 
 
 def validate_data_dir(
-    data_dir, check_audio: bool = False, fs: Optional[int] = None, pipe_timeout: Optional[float] = None
+    data_dir,
+    check_audio: bool = False,
+    fs: Optional[int] = None,
+    pipe_timeout: Optional[float] = None,
+    no_text: bool = False,
 ) -> List[str]:
     """Return every problem found, as 'file:line: message' strings; [] means the dir is valid.
     With check_audio: `fs` is the sample rate every recording must have (None: the most common one);
-    `pipe_timeout` limits each pipe command in seconds (None: $CALD_ASR_PIPE_TIMEOUT, else 300)."""
-    return [str(p) for p in find_problems(data_dir, check_audio, fs, pipe_timeout)]
+    `pipe_timeout` limits each pipe command in seconds (None: $CALD_ASR_PIPE_TIMEOUT, else 300).
+    With no_text: `text`, `utt2spk` and `spk2utt` may be absent (utt2spk and spk2utt only together)."""
+    return [str(p) for p in find_problems(data_dir, check_audio, fs, pipe_timeout, no_text)]
 
 
 def find_problems(
-    data_dir, check_audio: bool = False, fs: Optional[int] = None, pipe_timeout: Optional[float] = None
+    data_dir,
+    check_audio: bool = False,
+    fs: Optional[int] = None,
+    pipe_timeout: Optional[float] = None,
+    no_text: bool = False,
 ) -> List[Problem]:
     """The problems as objects that also name the utterances each one implicates."""
-    return _inspect(Path(data_dir), check_audio, fs, pipe_timeout).problems
+    return _inspect(Path(data_dir), check_audio, fs, pipe_timeout, no_text).problems
 
 
 def _inspect(
-    root: Path, check_audio: bool, fs: Optional[int] = None, pipe_timeout: Optional[float] = None
+    root: Path,
+    check_audio: bool,
+    fs: Optional[int] = None,
+    pipe_timeout: Optional[float] = None,
+    no_text: bool = False,
 ) -> Inspection:
-    ins = Inspection(root)
+    ins = Inspection(root, no_text=no_text)
     if not root.is_dir():
         ins.problems.append(Problem(str(root), None, "not a directory", repair="fatal"))
         return ins
     names = [n for n in REQUIRED + ("wav.scp", "feats.scp", "segments") + OPTIONAL_UTT_FILES if (root / n).exists()]
+    speakers = [n for n in SPEAKER_FILES if n in names]
     for n in REQUIRED:
-        if n not in names:
-            ins.problems.append(Problem(str(root / n), None, "missing file", repair="fatal"))
+        if n in names or (no_text and (n == "text" or not speakers)):
+            continue
+        # With no_text a lone utt2spk or spk2utt is an error still: the speakers it gives would be half-known.
+        why = f" ({speakers[0]} is there; they come together)" if no_text else ""
+        ins.problems.append(Problem(str(root / n), None, "missing file" + why, repair="fatal"))
     if "wav.scp" not in names and "feats.scp" not in names:
         ins.problems.append(Problem(str(root), None, "neither wav.scp nor feats.scp exists", repair="fatal"))
     if "segments" in names and "wav.scp" not in names:
@@ -175,17 +197,16 @@ def _check_segments(ins: Inspection) -> None:
 
 
 def _check_utterance_sets(ins: Inspection) -> None:
-    """Every utterance in text must be in the audio/feature list and in utt2spk, and vice versa."""
-    ref_name = next((n for n in ("text", "utt2spk") if n in ins.files), None)
+    """Every utterance in text must be in the audio/feature list and in utt2spk, and vice versa.
+    With no_text and no text, the first of utt2spk, segments (else wav.scp) and feats.scp is the reference."""
+    audio = "segments" if "segments" in ins.files else "wav.scp"  # with segments, wav.scp lists recordings
+    refs = ("text", "utt2spk") + ((audio, "feats.scp") if ins.no_text else ())
+    ref_name = next((n for n in refs if n in ins.files), None)
     if ref_name is None:
         return
     ref = ins.files[ref_name].entries
     others: Dict[str, Set[str]] = {}
-    if "segments" in ins.files:
-        others["segments"] = set(ins.files["segments"].entries)
-    elif "wav.scp" in ins.files:
-        others["wav.scp"] = set(ins.files["wav.scp"].entries)
-    for n in ("feats.scp", "utt2spk") + OPTIONAL_UTT_FILES:
+    for n in (audio, "feats.scp", "utt2spk") + OPTIONAL_UTT_FILES:
         if n in ins.files and n != ref_name:
             others[n] = set(ins.files[n].entries)
     for name, keys in others.items():
@@ -292,21 +313,30 @@ def _map_recordings_to_utts(ins: Inspection) -> None:
 
 
 def inspect_data_dir(
-    data_dir, check_audio: bool = False, fs: Optional[int] = None, pipe_timeout: Optional[float] = None
+    data_dir,
+    check_audio: bool = False,
+    fs: Optional[int] = None,
+    pipe_timeout: Optional[float] = None,
+    no_text: bool = False,
 ) -> Inspection:
     """One pass over the dir (each audio entry decoded once with check_audio): `.problems`, and what
     fix_inspected needs to drop them without looking at the audio again."""
-    return _inspect(Path(data_dir), check_audio, fs, pipe_timeout)
+    return _inspect(Path(data_dir), check_audio, fs, pipe_timeout, no_text)
 
 
 def fix_data_dir(
-    data_dir, log_path, check_audio: bool = False, fs: Optional[int] = None, pipe_timeout: Optional[float] = None
+    data_dir,
+    log_path,
+    check_audio: bool = False,
+    fs: Optional[int] = None,
+    pipe_timeout: Optional[float] = None,
+    no_text: bool = False,
 ) -> Dict[str, str]:
     """Drop every utterance implicated in a problem from all files, re-sort them, regenerate spk2utt, and
     write `log_path` listing each dropped utterance with its reason. Originals go to `<data_dir>/.backup/`.
     Returns {utt: reason}. Raises DataDirError if a required file is missing or nothing would be left.
-    `check_audio`, `fs` and `pipe_timeout` as for validate_data_dir."""
-    return fix_inspected(inspect_data_dir(data_dir, check_audio, fs, pipe_timeout), log_path)
+    `check_audio`, `fs`, `pipe_timeout` and `no_text` as for validate_data_dir."""
+    return fix_inspected(inspect_data_dir(data_dir, check_audio, fs, pipe_timeout, no_text), log_path)
 
 
 def fix_inspected(ins: Inspection, log_path) -> Dict[str, str]:
@@ -323,7 +353,10 @@ def fix_inspected(ins: Inspection, log_path) -> Dict[str, str]:
 
     f = ins.files
     audio_keys = set(f["segments"].entries) if "segments" in f else set(f.get("wav.scp", f.get("feats.scp")).entries)
-    kept = (set(f["text"].entries) & set(f["utt2spk"].entries) & audio_keys) - set(dropped)
+    kept = audio_keys - set(dropped)
+    for name in ("text", "utt2spk"):  # absent only with no_text (else the missing file was fatal above)
+        if name in f:
+            kept &= set(f[name].entries)
     if "feats.scp" in f:
         kept &= set(f["feats.scp"].entries)
     for name in OPTIONAL_UTT_FILES:
@@ -347,7 +380,8 @@ def fix_inspected(ins: Inspection, log_path) -> Dict[str, str]:
     for name in ("text", "utt2spk", "feats.scp", "segments") + OPTIONAL_UTT_FILES:
         if name in f:
             write_kv(root / name, keep(name))
-    write_kv(root / "spk2utt", utt2spk_to_spk2utt(keep("utt2spk")))
+    if "utt2spk" in f:
+        write_kv(root / "spk2utt", utt2spk_to_spk2utt(keep("utt2spk")))
     if "wav.scp" in f:
         recs = {ins.segments[u][0] for u in kept} if "segments" in f else kept
         write_kv(root / "wav.scp", {k: v for k, v in f["wav.scp"].entries.items() if k in recs})
