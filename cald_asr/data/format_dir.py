@@ -3,11 +3,14 @@
 Audio input (wav.scp, with or without segments): every utterance is decoded, resampled to one rate and
 written as its own 16-bit PCM wav. Feature input (feats.scp): matrices are copied into one ark.
 Broken or filtered utterances are dropped and listed with their reason in `<out_dir>/dropped.log`.
+With `no_text`, a dir without transcripts (audio for task: layer_distillation) is formatted too: no `text`
+out, and utt2spk/spk2utt map each utterance to itself when the input has none.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 from dataclasses import asdict, dataclass, field
@@ -35,12 +38,15 @@ class FormatOptions:
     filter: bool = False
     frame_shift_ms: float = 10.0
     nj: int = 2
+    # ESPnet's <train>_sp: one copy of every utterance per factor (1.0: the original); () = no perturbation
+    speed_perturb_factors: Tuple[float, ...] = ()
 
     def __post_init__(self):
         if self.fs <= 0 or self.frame_shift_ms <= 0:
             raise ValueError(f"--fs ({self.fs}) and --frame_shift_ms ({self.frame_shift_ms}) must be positive")
         if not 0 <= self.min_sec <= self.max_sec:
             raise ValueError(f"need 0 <= --min_sec ({self.min_sec}) <= --max_sec ({self.max_sec})")
+        self.speed_perturb_factors = check_speed_factors(self.speed_perturb_factors)
 
 
 @dataclass
@@ -72,31 +78,46 @@ def _duration(sec: float) -> str:
 
 
 def format_data_dir(
-    in_dir, out_dir, opts: FormatOptions, force: bool = False, input_type: str = "auto", progress: bool = True
+    in_dir,
+    out_dir,
+    opts: FormatOptions,
+    force: bool = False,
+    input_type: str = "auto",
+    progress: bool = True,
+    no_text: bool = False,
 ) -> FormatResult:
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if in_dir.resolve() == out_dir.resolve():
         raise ValueError(f"--in_dir and --out_dir are the same directory ({in_dir}); the input would be overwritten")
     stamp = {"in_dir": str(in_dir.absolute()), "input_type": input_type, **asdict(opts)}
     stamp.pop("nj")
+    if not opts.speed_perturb_factors:  # only then: the stamps of dumps made before the option still match
+        stamp.pop("speed_perturb_factors")
+    if no_text:  # only then, so that the stamps of dumps made before the option still match
+        stamp.update(no_text=True, has_text=(in_dir / "text").exists())  # a text removed since: redo
     if not force and _up_to_date(in_dir, out_dir, stamp):
         return FormatResult(skipped=True)
-    texts = _check_input(in_dir)
+    texts = _check_input(in_dir, no_text)
+    has_text = (in_dir / "text").exists()  # False only with no_text (else _check_input failed)
     if input_type == "auto":
         input_type = "wav" if (in_dir / "wav.scp").exists() else "feats"
     if input_type not in ("wav", "feats"):
         raise ValueError(f"input_type must be 'auto', 'wav' or 'feats', got '{input_type}'")
+    if opts.speed_perturb_factors and input_type != "wav":
+        raise ValueError(f"--speed_perturb_factors needs audio input (wav.scp); {in_dir} holds features (feats.scp)")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ".done").unlink(missing_ok=True)
 
-    result = FormatResult(total=len(texts))
+    utts = texts if has_text else _audio_utts(in_dir, input_type)
+    result = FormatResult(total=len(utts))
     todo = []
-    for utt in sorted(texts, key=c_sort_key):
-        if texts[utt].strip():
-            todo.append(utt)
-        else:
+    for utt in sorted(utts, key=c_sort_key):
+        if utt in texts and not texts[utt].strip():
             # Dropped even without --filter: an empty transcript makes the output dir invalid.
             result.dropped[utt] = "empty text: the transcript is empty"
+        else:
+            todo.append(utt)
+    _speed_drops(result, opts.speed_perturb_factors)
     if input_type == "wav":
         lengths = _format_wav(in_dir, out_dir, todo, opts, result, progress)
     else:
@@ -106,15 +127,20 @@ def format_data_dir(
     if not result.kept:
         raise DataDirError(f"{in_dir}: no utterance left after formatting; see {out_dir / 'dropped.log'}")
 
-    utt2spk = read_kv(in_dir / "utt2spk")
+    # Without speakers (only with no_text) each utterance is its own, as Kaldi does for unknown speakers.
+    utt2spk = read_kv(in_dir / "utt2spk") if (in_dir / "utt2spk").exists() else {u: u for u in result.kept}
+    texts, utt2spk = _speed_maps(texts, utt2spk, opts.speed_perturb_factors)
     keep = set(result.kept)
-    write_kv(out_dir / "text", {u: texts[u] for u in result.kept})
+    if has_text:
+        write_kv(out_dir / "text", {u: texts[u] for u in result.kept})
+    else:
+        (out_dir / "text").unlink(missing_ok=True)  # left from an earlier run on a dir with transcripts
     write_kv(out_dir / "utt2spk", {u: utt2spk[u] for u in result.kept})
     write_kv(out_dir / "spk2utt", utt2spk_to_spk2utt({u: utt2spk[u] for u in keep}))
     (out_dir / "feats_type").write_text("raw\n" if input_type == "wav" else "extracted\n", encoding="utf-8")
     for stale in FEATS_OUTPUTS if input_type == "wav" else WAV_OUTPUTS + ("segments",):
         (out_dir / stale).unlink(missing_ok=True)
-    problems = validate_data_dir(out_dir)
+    problems = validate_data_dir(out_dir, no_text=not has_text)
     if problems:  # a bug here, not in the input: refuse to mark the output done
         raise DataDirError(f"formatted dir {out_dir} is invalid:\n" + "\n".join(problems))
     (out_dir / ".done").write_text(json.dumps(stamp, sort_keys=True) + "\n", encoding="utf-8")
@@ -134,20 +160,29 @@ def _up_to_date(in_dir: Path, out_dir: Path, stamp: dict) -> bool:
     return done.stat().st_mtime > newest
 
 
-def _check_input(in_dir: Path) -> Dict[str, str]:
+def _check_input(in_dir: Path, no_text: bool = False) -> Dict[str, str]:
     """Fail on structural problems (they need a fix in data preparation, not a silent drop); empty
-    transcripts are allowed here because formatting drops and lists them."""
+    transcripts are allowed here because formatting drops and lists them. With no_text, `text` (and
+    utt2spk/spk2utt) may be absent: then {} is returned."""
     if not in_dir.is_dir():
         raise DataDirError(f"{in_dir}: not a directory")
     texts = read_kv(in_dir / "text", allow_empty_value=True) if (in_dir / "text").exists() else {}
     empty = {u for u, t in texts.items() if not t.strip()}
-    problems = [p for p in find_problems(in_dir) if not (p.utts and set(p.utts) <= empty)]
+    problems = [p for p in find_problems(in_dir, no_text=no_text) if not (p.utts and set(p.utts) <= empty)]
     if problems:
         raise DataDirError(
             f"{in_dir} is not a valid data dir (python -m cald_asr.bin.validate_data_dir "
-            f"{in_dir} --fix drops the bad utterances):\n" + "\n".join(map(str, problems))
+            f"{in_dir}{' --no_text' if no_text else ''} --fix drops the bad utterances):\n"
+            + "\n".join(map(str, problems))
         )
     return texts
+
+
+def _audio_utts(in_dir: Path, input_type: str) -> List[str]:
+    """The utterances of a (valid) dir without text: those of segments, else of wav.scp or feats.scp."""
+    if input_type == "feats":
+        return list(read_kv(in_dir / "feats.scp"))
+    return list(read_kv(in_dir / ("segments" if (in_dir / "segments").exists() else "wav.scp")))
 
 
 def _format_wav(
@@ -203,24 +238,82 @@ class _NoPool:
 def _format_recording(job, out_dir: Path, opts: FormatOptions) -> List[Tuple[str, int, Optional[str]]]:
     """Decode one recording once, cut its utterances, filter, write the kept ones. Runs in a worker."""
     spec, segs = job
+    factors = opts.speed_perturb_factors
     try:
         x, fs = load_audio(spec, target_fs=opts.fs)
     except AudioError as e:
-        return [(utt, 0, f"broken audio: {e}") for utt, _, _ in segs]
+        return [(u, 0, f"broken audio: {e}") for utt, _, _ in segs for u in speed_ids(utt, factors)]
     rec_sec = len(x) / fs
     out = []
     for utt, start, end in segs:
         if end != -1 and end > rec_sec + SEGMENT_OVERSHOOT_S:
-            out.append((utt, 0, f"bad segment: ends at {end:.2f} s but the recording lasts {rec_sec:.2f} s"))
+            reason = f"bad segment: ends at {end:.2f} s but the recording lasts {rec_sec:.2f} s"
+            out += [(u, 0, reason) for u in speed_ids(utt, factors)]
             continue
         piece = x[int(round(start * fs)) : None if end == -1 else int(round(end * fs))]
-        reason = _length_reason(len(piece) / fs, opts)
-        if reason is None and len(piece) == 0:
-            reason = "empty audio: the segment holds no samples"
-        if reason is None:
-            write_wav(out_dir / f"{utt}.wav", piece, fs)
-        out.append((utt, len(piece), reason))
+        for u, y in _speed_copies(utt, piece, fs, factors):
+            reason = _length_reason(len(y) / fs, opts)  # the perturbed length: --min_sec/--max_sec hold for it
+            if reason is None and len(piece) == 0:
+                reason = "empty audio: the segment holds no samples"
+            if reason is None:
+                write_wav(out_dir / f"{u}.wav", y, fs)
+            out.append((u, len(y), reason))
     return out
+
+
+def check_speed_factors(factors) -> Tuple[float, ...]:
+    """--speed_perturb_factors as a tuple of distinct positive, finite floats."""
+    out = tuple(float(f) for f in factors)
+    for f in out:
+        if not (math.isfinite(f) and f > 0):
+            raise ValueError(f"--speed_perturb_factors: {f:g} is not a positive speed factor")
+    twice = sorted({f for f in out if out.count(f) > 1})
+    if twice:
+        raise ValueError(f"--speed_perturb_factors lists {', '.join(f'{f:g}' for f in twice)} more than once")
+    return out
+
+
+def speed_prefix(factor: float) -> str:
+    """Kaldi's and ESPnet's prefix of a speed-perturbed utterance or speaker id (utils/perturb_data_dir_speed.sh:
+    "sp<factor>-", the factor in its shortest form, e.g. sp0.9-); the original (1.0) keeps its id."""
+    return "" if factor == 1.0 else f"sp{factor:g}-"
+
+
+def speed_ids(utt: str, factors: Tuple[float, ...]) -> List[str]:
+    """The output ids of input utterance `utt`: itself without perturbation, else one per factor."""
+    return [speed_prefix(f) + utt for f in factors] if factors else [utt]
+
+
+def _speed_copies(utt: str, x, fs: int, factors: Tuple[float, ...]):
+    """(output id, waveform) of every copy of one utterance (itself alone without perturbation)."""
+    if not factors:
+        yield utt, x
+        return
+    from cald_asr.data.augment import speed_perturb  # imported by _speed_drops before the workers fork
+
+    for f in factors:
+        yield speed_prefix(f) + utt, x if len(x) == 0 else speed_perturb(x, f, fs)
+
+
+def _speed_drops(result: FormatResult, factors: Tuple[float, ...]) -> None:
+    """Before the audio is read: what was dropped (empty transcripts) and the total are counted per copy; the
+    perturbation's module is imported here, once, so that the forked workers need not (it imports torch), and
+    only when a set is perturbed."""
+    if factors:
+        import cald_asr.data.augment  # noqa: F401
+
+        result.dropped = {u: why for utt, why in result.dropped.items() for u in speed_ids(utt, factors)}
+        result.total *= len(factors)
+
+
+def _speed_maps(texts: Dict[str, str], utt2spk: Dict[str, str], factors: Tuple[float, ...]):
+    """texts and utt2spk with the perturbed copies added: same transcript, speaker prefixed like the utterance
+    (each perturbed speaker is a speaker of its own, as in Kaldi)."""
+    if not factors:
+        return texts, utt2spk
+    texts = {**texts, **{speed_prefix(f) + u: t for u, t in texts.items() for f in factors}}
+    utt2spk = {**utt2spk, **{speed_prefix(f) + u: speed_prefix(f) + s for u, s in utt2spk.items() for f in factors}}
+    return texts, utt2spk
 
 
 def _length_reason(sec: float, opts: FormatOptions) -> Optional[str]:
