@@ -1,5 +1,6 @@
 """Stage 8's report of the speech recipes: every decoded test set scored (sclite-style, with reference symbols
-outside each model's token list counted), and RESULTS.md's WER / RTF / parameters table and per-model tables."""
+outside each model's token list counted), and RESULTS.md's WER / RTF / parameters table, the robustness tables
+(cald_asr.report.robustness) and per-model tables."""
 
 from __future__ import annotations
 
@@ -59,7 +60,11 @@ def render(
     test_sets: Sequence[str],
     commands: List[str],
     recipe_dir: Path,
+    robustness: Sequence[str] = (),
+    detail_sets: Optional[Sequence[str]] = None,
 ) -> str:
+    """RESULTS.md: the table of `test_sets`, then the `robustness` section's lines, then a table per model of
+    `detail_sets` (default: `test_sets`)."""
     lines = env_header(recipe_dir) + [
         "## WER (%) / real-time factor of decoding / parameters",
         "",
@@ -74,10 +79,11 @@ def render(
             row += [f"{r['err']:.2f}", f"{r['rtf']:.4f}"] if r else ["-", "-"]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    lines += robustness
     lines += per_model_tables(
         models,
         scores,
-        test_sets,
+        detail_sets if detail_sets is not None else test_sets,
         "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|",
         "|---|---|---|---|---|---|---|---|---|",
         _set_row,
