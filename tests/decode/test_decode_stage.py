@@ -1,7 +1,8 @@
 """Recipe stage 7 (egs/TEMPLATE/asr1/asr.sh) driven through yesno's run.sh on its real test set, with the
 seeded tiny models of conftest.py standing in as the trained teacher: a crashed job fails the stage by
 name and leaves no .done, a rerun with another --nj decodes only what is missing, results of another
-model or inference config are removed and never merged, a failed utterance is listed and the stage done."""
+model or inference config are removed and never merged, a failed utterance is listed and the stage done;
+with --noise_snrs, stage 7 decodes noisy copies of the test set too and stage 8 reports them."""
 
 import json
 import re
@@ -65,15 +66,17 @@ class Recipe:
     def dec(self, tag: str = "decode_default") -> Path:
         return self.model / tag / SET
 
-    def stage7(self, *args):
+    def stage7(self, *args, stop_stage: int = 7):
         cmd = [
             "./run.sh",
             "--stage",
             "7",
             "--stop_stage",
-            "7",
+            str(stop_stage),
             "--cald_configs",
             "",
+            "--noise_snrs",
+            "",  # the tests below but the last decode the clean set alone
             "--datadir",
             str(self.root / "data"),
             "--dumpdir",
@@ -193,3 +196,41 @@ def test_a_failed_utterance_is_listed_and_the_stage_done(dumped, teacher_dir, tm
     assert list(failed) == [victim] and "does not exist" in failed[victim]
     assert f"stage 7: 1 utterance(s) of {SET} could not be decoded, listed in {dec}/failed" in r.stdout
     assert len(read_kv(dec / "1best_recog" / "text", allow_empty_value=True)) == 28
+
+
+def test_noisy_copies_are_decoded_and_reported_with_intervals_and_ratios(dumped, teacher_dir, student_dir, tmp_path):
+    rec = Recipe(tmp_path, dumped, teacher_dir)
+    student = tmp_path / "exp" / "cald_target_bimamba2_tiny_char" / "best"
+    student.mkdir(parents=True)
+    for name in ("config.yaml", "model.safetensors"):
+        shutil.copy(student_dir / name, student / name)
+    args = ("--cald_configs", "../../../conf/cald/target.yaml", "--noise_snrs", "5", "--nj", 1)  # one SNR: 4 decodes
+    r = rec.stage7(*args, stop_stage=8)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    dump = tmp_path / "dump"
+    assert f"stage 7: white noise at SNR 5 dB: {dump}/{SET} -> {dump}/{SET}_snr{{5}}/" in r.stdout
+    cells = {}
+    for model in (rec.model, student):
+        for s in (SET, f"{SET}_snr5"):
+            res = json.loads((model / "decode_default" / s / "score_wer" / "result.json").read_text())
+            assert res["snt"] == 29
+            cells[model.parent.name, s] = res["err"]
+    results = (tmp_path / "RESULTS.md").read_text()
+    robust = results.split("\n## Robustness: WER (%) [95 % bootstrap interval] under white noise\n")[1]
+    section = robust.split(f"\n### {SET}\n")[1].split("\n### ")[0]  # up to the per-model tables
+    assert section.startswith("\n| model | clean | 5 dB |\n|---|---:|---:|\n")
+    wer_table, ratio_table = section.split("\n\n| WER / teacher's WER | clean | 5 dB |\n")
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in wer_table.splitlines()[3:]}
+    for run in ("asr_teacher_tiny_char", "cald_target_bimamba2_tiny_char"):
+        for cell, s in zip(rows[f"{run}/best"], (SET, f"{SET}_snr5")):
+            wer, low, high = map(float, re.fullmatch(r"([\d.]+) \[([\d.]+), ([\d.]+)\]( \|)?", cell).groups()[:3])
+            assert wer == round(cells[run, s], 2) and low <= wer <= high
+    assert list(rows) == ["asr_teacher_tiny_char/best", "cald_target_bimamba2_tiny_char/best"]
+    expected = [
+        f"{cells['cald_target_bimamba2_tiny_char', s] / cells['asr_teacher_tiny_char', s]:.2f}"
+        for s in (SET, f"{SET}_snr5")
+    ]
+    assert ratio_table.splitlines()[1:] == ["| cald_target_bimamba2_tiny_char/best | " + " | ".join(expected) + " |"]
+    r = rec.stage7(*args)
+    assert r.returncode == 0 and r.stdout.count("is decoded, skipping") == 4
+    assert r.stdout.count("is up to date with") == 1

@@ -10,16 +10,25 @@
 #   1 data preparation  corpus           -> data/<set>/{wav.scp|feats.scp,text,utt2spk,spk2utt} (validated)
 #   2 formatting        data/<set>/      -> dump/<set>/ (audio resampled to --fs or features copied;
 #                                           utt2num_samples|utt2num_frames; training sets filtered, dropped.log)
+#                       with --speed_perturb_factors "0.9 1.0 1.1": data/<train>/ -> dump/<train>_sp/, a copy
+#                                           per factor with ids sp<factor>-<id> (ESPnet's <train>_sp), which
+#                                           stages 3-6 read; token list and exp dirs then end in _sp
 #   3 token list        dump/<train>/text -> data/token_list/<token_type>/tokens.txt (+ bpe.model)
 #   4 teacher preparation  --teacher_config, tokens.txt -> exp/asr_<config>_<token_type>/init/
 #                                           {config.yaml, model.safetensors}: pretrained encoder + new CTC head
 #   5 teacher fine-tuning ("Std." run)  init/, dump/ -> exp/asr_<teacher>_<token_type>/{best,final,snapshots/step_N}/
 #   6 CALD conversion and training      -> exp/cald_<strategy>_<mixer>_<token_type>/{best,final}/, one per
 #                                          --cald_configs entry (students converted with --mixer_config)
+#                       with --unlabeled_set U (audio only): first task-agnostic CALD on dump/U (the layer loss
+#                                          against the pretrained teacher) -> exp/cald_unlabeled_<mixer>_U_<token_type>/,
+#                                          whose mixers the students start from: exp/cald_<strategy>_<mixer>_from_U_...
 #   7 decoding: the teacher's and every student's best/ over --test_sets
 #                                       -> exp/<run>/best/<inference_tag>/<set>/{1best_recog/,rtf,failed,logdir/}
 #                                          (+ fingerprint: the model and options that made them)
+#                       first, for robustness: dump/<set>/ -> dump/<set>_snr<k>/ for each --robust_test_sets set
+#                                          and --noise_snrs SNR k (white noise, seeded), decoded like the rest
 #   8 scoring and report                -> .../<set>/score_wer/{ref.trn,hyp.trn,result.txt}, RESULTS.md
+#                                          (+ robustness tables: WER at each SNR, 95 % bootstrap intervals)
 # shellcheck source=egs/TEMPLATE/lib/stages.sh
 . ../../TEMPLATE/lib/stages.sh  # run from the recipe dir, like ./path.sh
 
@@ -32,6 +41,11 @@ token_type=char       # char or bpe
 nbpe=30               # BPE vocabulary size (token_type=bpe)
 bpe_model_type=unigram
 inference_config=     # stage 7 config (asr_inference options as YAML)
+speed_perturb_factors=  # stage 2: e.g. "0.9 1.0 1.1": train on <train>_sp, a copy per factor (empty: none)
+noise_snrs="20 10 5"  # stages 7-8: SNRs (dB) of the white-noise copies of --robust_test_sets (empty: none)
+robust_test_sets=     # stages 7-8: the test sets evaluated under noise (default: the first of --test_sets)
+unlabeled_set=        # stages 1, 2, 6: a data dir of audio alone (data/<set>/wav.scp, no text) for task-agnostic CALD
+unlabeled_config=../../../conf/cald/unlabeled.yaml  # stage 6: that phase's strategy and task
 
 help_message="Usage: $0 [options]
   --stage N --stop_stage M   run stages N..M (1 data prep, 2 format, 3 token list, 4 teacher prep,
@@ -40,29 +54,76 @@ help_message="Usage: $0 [options]
   --token_type char|bpe, --nbpe N, --ngpu N, --nj N, --force true|false,
   --skip_data_prep/--skip_train/--skip_eval true|false, --teacher_config, --train_config,
   --student_config, --cald_configs \"a.yaml b.yaml\", --mixer_config, --train_args \"--key value\",
-  --inference_config, --local_data_opts \"...\""
+  --inference_config, --local_data_opts \"...\", --speed_perturb_factors \"0.9 1.0 1.1\",
+  --noise_snrs \"20 10 5\" (\"\": no robustness evaluation), --robust_test_sets \"set ...\",
+  --unlabeled_set SET (audio without transcripts: task-agnostic CALD before the students), --unlabeled_config"
+
+# check_audio_options: speed perturbation and noisy test sets change the audio, so they need --feats_type raw;
+# --robust_test_sets (default: the first test set) must be test sets, which stage 2 formats. Sets noisy_sets,
+# the names stage 7 gives the noisy copies: <set>_snr<k>, k as written in --noise_snrs.
+check_audio_options() {
+  local s k first
+  if [ "$feats_type" = extracted ] && [ -n "$speed_perturb_factors" ]; then
+    log "error: --speed_perturb_factors needs --feats_type raw (it perturbs the audio)"; exit 1
+  fi
+  if [ "$feats_type" = extracted ] && [ -n "$noise_snrs" ]; then
+    log "error: --noise_snrs needs --feats_type raw (noise is mixed into the audio); --noise_snrs \"\" turns it" \
+      "off"
+    exit 1
+  fi
+  read -ra first <<< "$test_sets"
+  [ -n "$robust_test_sets" ] || robust_test_sets=${first[0]:-}
+  for s in $robust_test_sets; do
+    case " $test_sets " in
+      *" $s "*) ;;
+      *) log "error: --robust_test_sets: '$s' is not one of --test_sets ($test_sets)"; exit 1;;
+    esac
+  done
+  noisy_sets=
+  for s in $robust_test_sets; do for k in $noise_snrs; do noisy_sets+=" ${s}_snr$k"; done; done
+}
 
 parse_stage_options "$@"
 case "$feats_type" in raw|extracted) ;; *) log "error: --feats_type must be raw or extracted, not '$feats_type'"; exit 1;; esac
 case "$token_type" in char|bpe) ;; *) log "error: --token_type must be char or bpe, not '$token_type'"; exit 1;; esac
+check_audio_options
 record_command
 
 all_sets="$train_set $valid_set $test_sets"
-token_dir="$datadir/token_list/$token_type"
-name_runs asr "_$token_type"
+# ESPnet's naming: with speed perturbation the training set, its token list and the runs end in _sp
+sp=; [ -z "$speed_perturb_factors" ] || sp=_sp
+token_dir="$datadir/token_list/$token_type$sp"
+name_runs asr "_$token_type$sp"
 
-if run_stage 1; then prepare_data "$all_sets" utils/validate_data_dir.sh; fi
+if run_stage 1; then
+  prepare_data "$all_sets" utils/validate_data_dir.sh
+  if [ -n "$unlabeled_set" ]; then  # written by local/data.sh or by hand: a wav.scp (utt2spk, spk2utt optional)
+    [ -f "$datadir/$unlabeled_set/wav.scp" ] || {
+      log "error: --unlabeled_set $unlabeled_set: no $datadir/$unlabeled_set/wav.scp (a data dir of audio, text not needed)"
+      exit 1; }
+    utils/validate_data_dir.sh --no_text "$datadir/$unlabeled_set"
+  fi
+fi
 
 if run_stage 2; then
   log "stage 2: formatting -> $dumpdir/"
   for s in $all_sets; do
-    filter=()
+    filter=(); out=$s; perturb=()
     # only training data is filtered; test sets are decoded as they are
     if [ "$s" = "$train_set" ] || [ "$s" = "$valid_set" ]; then filter=(--filter); fi
-    python -m cald_asr.bin.format_data --in_dir "$datadir/$s" --out_dir "$dumpdir/$s" \
-      --fs "$fs" --min_sec "$min_sec" --max_sec "$max_sec" --nj "$nj" "${filter[@]}" "${force_opt[@]}"
+    if [ "$s" = "$train_set" ] && [ -n "$sp" ]; then
+      out=$s$sp; perturb=(--speed_perturb_factors "$speed_perturb_factors")
+      log "stage 2: speed perturbation ($speed_perturb_factors): $datadir/$s -> $dumpdir/$out/"
+    fi
+    python -m cald_asr.bin.format_data --in_dir "$datadir/$s" --out_dir "$dumpdir/$out" --fs "$fs" \
+      --min_sec "$min_sec" --max_sec "$max_sec" --nj "$nj" "${filter[@]}" "${perturb[@]}" "${force_opt[@]}"
   done
+  if [ -n "$unlabeled_set" ]; then
+    python -m cald_asr.bin.format_data --no_text --in_dir "$datadir/$unlabeled_set" --out_dir "$dumpdir/$unlabeled_set" \
+      --fs "$fs" --min_sec "$min_sec" --max_sec "$max_sec" --nj "$nj" --filter "${force_opt[@]}"
+  fi
 fi
+train_set+=$sp  # stages 3-6 train on the perturbed copies
 
 if run_stage 3; then
   log "stage 3: token list ($token_type) -> $token_dir/"
@@ -76,7 +137,24 @@ if run_stage 4; then
   prepare_teacher --token_list "$token_dir/tokens.txt" --token_type "$token_type" "${bpe_opts[@]}"
 fi
 if run_stage 5; then train_teacher cald_asr.bin.asr_train; fi
-if run_stage 6; then train_students cald_asr.bin.asr_train; fi
+if [ -n "$unlabeled_set" ]; then
+  unlabeled_dir="$expdir/cald_unlabeled_$(basename "$mixer_config" .yaml)_$unlabeled_set$run_suffix"
+  student_args=(--init_mixers "$unlabeled_dir/best")
+  student_tag="_from_$unlabeled_set"
+fi
+
+distill_unlabeled() {  # stage 6, first: task-agnostic CALD on the unlabeled set against the pretrained teacher
+  log "stage 6: task-agnostic CALD ($unlabeled_config) on $dumpdir/$unlabeled_set -> $unlabeled_dir/"
+  # shellcheck disable=SC2086  # --train_args "--key value ...": one word each
+  python -m cald_asr.bin.asr_train --config "$student_config" --cald_config "$unlabeled_config" \
+    --mixer_config "$mixer_config" --pretrained_model "$teacher_dir/init" --finetuned_model "$teacher_dir/init" \
+    --train_data "$dumpdir/$unlabeled_set" --valid_data "$dumpdir/$valid_set" --output_dir "$unlabeled_dir" \
+    --resume "${force_opt[@]}" "${dist_opts[@]}" $train_args
+}
+if run_stage 6; then
+  if [ -n "$unlabeled_set" ]; then distill_unlabeled; fi
+  train_students cald_asr.bin.asr_train
+fi
 
 inference_tag="decode_$(basename "${inference_config:-default}" .yaml)"
 select_models listed
@@ -128,7 +206,20 @@ eval_set() {  # eval_set MODEL SET DIR: decodes dump/SET with MODEL into DIR, sp
   report_failed "$dec" "utterance(s) of $s could not be decoded"
 }
 
-if run_stage 7; then evaluate_models "$test_sets" "$inference_config" decoded; fi
-if run_stage 8; then make_report "$test_sets"; fi
+make_noisy_sets() {  # stage 7, first: dump/<set>_snr<k>/ of each --robust_test_sets set at each --noise_snrs k
+  local s snrs
+  [ -n "$noisy_sets" ] || return 0
+  read -ra snrs <<< "$noise_snrs"
+  for s in $robust_test_sets; do
+    log "stage 7: white noise at SNR $noise_snrs dB: $dumpdir/$s -> $dumpdir/${s}_snr{$(IFS=,; echo "${snrs[*]}")}/"
+    python -m cald_asr.bin.make_noisy_set --in_dir "$dumpdir/$s" --snr_db "$noise_snrs" "${force_opt[@]}"
+  done
+}
+
+if run_stage 7; then
+  make_noisy_sets
+  evaluate_models "$test_sets $noisy_sets" "$inference_config" decoded
+fi
+if run_stage 8; then make_report "$test_sets" --robust_sets "$robust_test_sets" --noise_snrs "$noise_snrs"; fi
 
 log "done in ${SECONDS}s"

@@ -77,7 +77,8 @@ name_runs() {
 }
 
 student_dir() {  # student_dir CALD_CONFIG: where stage 6 trains the student of that strategy and --mixer_config
-  echo "$expdir/cald_$(basename "$1" .yaml)_$(basename "${mixer_config:-none}" .yaml)$run_suffix"
+  # (student_tag: what the stage script says the students start from besides, e.g. asr's _from_<unlabeled set>)
+  echo "$expdir/cald_$(basename "$1" .yaml)_$(basename "${mixer_config:-none}" .yaml)${student_tag:-}$run_suffix"
 }
 
 # prepare_data SETS CHECK...: stage 1. local/data.sh writes data/<set>/ for every set of SETS unless each
@@ -120,7 +121,8 @@ train_teacher() {
 }
 
 # train_students TRAINER: stage 6, one student per --cald_configs strategy, converted with --mixer_config
-# from the teacher's init/ and trained (guided by its fine-tuned best/ and snapshots) with python -m TRAINER.
+# from the teacher's init/ and trained (guided by its fine-tuned best/ and snapshots) with python -m TRAINER;
+# student_args (set by the stage script, e.g. asr's --init_mixers) go to every student.
 train_students() {
   local cald_config dir
   [ -n "$student_config" ] && [ -n "$cald_configs" ] && [ -n "$mixer_config" ] || {
@@ -128,11 +130,12 @@ train_students() {
   for cald_config in $cald_configs; do
     dir=$(student_dir "$cald_config")
     log "stage 6: CALD ($cald_config, $mixer_config) -> $dir/"
-    # shellcheck disable=SC2086  # --train_args "--key value ...": one word each
+    # shellcheck disable=SC2086,SC2154  # --train_args "--key value ...": one word each; student_args: the script's
     python -m "$1" --config "$student_config" --cald_config "$cald_config" \
       --mixer_config "$mixer_config" --pretrained_model "$teacher_dir/init" --finetuned_model "$teacher_dir/best" \
       --snapshot_dir "$teacher_dir/snapshots" --train_data "$dumpdir/$train_set" --valid_data "$dumpdir/$valid_set" \
-      --output_dir "$dir" --resume "${force_opt[@]}" "${dist_opts[@]}" $train_args
+      --output_dir "$dir" --resume "${force_opt[@]}" "${dist_opts[@]}" ${student_args[@]+"${student_args[@]}"} \
+      $train_args
   done
 }
 
