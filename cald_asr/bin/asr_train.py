@@ -38,7 +38,7 @@ from cald_asr.models.model_file import load_model
 from cald_asr.tasks import TASKS, task_for
 from cald_asr.train.checkpoint import CHECKPOINT_NAME, CheckpointError, has_checkpoint
 from cald_asr.train.config import ConfigError, apply_overrides, check_option, load_yaml, merge_with_defaults
-from cald_asr.train.distributed import init_distributed
+from cald_asr.train.distributed import init_distributed, shutdown_distributed
 from cald_asr.train.optim import build_optimizer
 from cald_asr.train.options import DEFAULTS, OPTION_SPECS, mixer_conf_spec
 from cald_asr.train.provenance import clear_run, read_done, run_differences, run_inputs
@@ -316,9 +316,10 @@ def train_run(cfg, args, inputs, out: Path, prog: str) -> int:
             device=device,
             inputs=inputs,
         )
-    except CheckpointError as e:
+    except (CheckpointError, ConfigError) as e:  # a checkpoint that cannot be resumed; options the task refuses
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
+    shutdown_distributed(info)
     return 0
 
 

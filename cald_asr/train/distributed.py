@@ -39,6 +39,15 @@ def init_distributed(use_cuda: bool) -> DistInfo:
     return DistInfo(rank, world, local)
 
 
+def shutdown_distributed(info: DistInfo) -> None:
+    """Leave the process group together. Without this, a rank that reaches interpreter exit while gloo's
+    threads still run aborts ("terminate called without an active exception", SIGABRT): seen once in CI on a
+    2-process run stopped by --stop_after, which torchrun then reports as a failed run."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard(batch: Sequence[int], info: DistInfo) -> List[int]:
     """This rank's share of a global batch (every rank sees the same global batches)."""
     return list(batch[info.rank :: info.world_size])
