@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, List, Sequence
 
 import jiwer
 import torch
@@ -52,7 +52,17 @@ class ASRTask(Task):
             for utt, ids in zip(batch["utt_ids"], ctc_greedy(out.logits, out.out_lengths)):
                 refs.append(dataset.texts[utt])
                 hyps.append(self.tokenizer.decode(ids))
-        return {"loss": total / max(n, 1), "wer": 100.0 * jiwer.wer(refs, hyps)}
+        empty = sum(1 for h in hyps if not h.strip())
+        return {"loss": total / max(n, 1), "wer": 100.0 * jiwer.wer(refs, hyps), "empty_hyps": empty, "n_dev": n}
+
+    def warnings(self, res: Dict[str, float]) -> List[str]:
+        if res["n_dev"] and res["empty_hyps"] == res["n_dev"]:
+            return [
+                f"every dev hypothesis is empty ({res['n_dev']} utterances): the model outputs only blanks, as "
+                "early in CTC training; if it lasts, the run is too short for its warm-up and lr, or the lr is "
+                "too high (dev loss falling while WER stays 100 % means it is still learning)"
+            ]
+        return []
 
     def scalars(self, res: Dict[str, float]) -> Dict[str, float]:
         return {"valid/loss": res["loss"], "valid/wer": res["wer"]}

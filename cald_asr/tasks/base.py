@@ -10,7 +10,7 @@ counts apply (utterances for a CTC transcript or a class label, tokens for next-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -67,6 +67,10 @@ class Task:
     def validate(self, model: nn.Module, dataset, batches: Sequence[Sequence[int]]) -> Dict[str, float]:
         """The dev results: "loss" (per utterance), the metric, and what else the task reports."""
         raise NotImplementedError
+
+    def warnings(self, res: Dict[str, float]) -> List[str]:
+        """What the dev results say is wrong, for the log (e.g. every hypothesis empty)."""
+        return []
 
     def scalars(self, res: Dict[str, float]) -> Dict[str, float]:
         """The dev results logged as TensorBoard scalars ("valid/...")."""

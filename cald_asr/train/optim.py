@@ -122,10 +122,18 @@ SCHEDULERS: Registry[Callable[[int, Dict[str, Any], int], float]] = Registry(
 
 def lr_factor(step: int, name: str, conf: Dict[str, Any], max_steps: int) -> float:
     """Multiplier of the base lr at optimiser step `step` (0-based)."""
-    return SCHEDULERS.lookup(name)(step, conf, max_steps)
+    return SCHEDULERS.lookup(name)(step, {**conf, "warmup_steps": warmup_steps(conf, max_steps)}, max_steps)
+
+
+def warmup_steps(conf: Dict[str, Any], max_steps: int) -> int:
+    """scheduler_conf.warmup_steps in steps: a number of steps, or below 1 a fraction of max_steps (0.1: the
+    first tenth), so that a shortened run (--max_steps) keeps its shape."""
+    w = conf.get("warmup_steps", 0) or 0
+    return int(round(float(w) * max_steps)) if 0 < float(w) < 1 else int(w)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str, conf: Dict[str, Any], max_steps: int):
     factor = SCHEDULERS.lookup(name)  # validated now, not at the first step
+    conf = {**conf, "warmup_steps": warmup_steps(conf, max_steps)}
     factor(0, conf, max_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: factor(s, conf, max_steps))

@@ -41,6 +41,7 @@ DEFAULTS: Dict[str, Any] = {
     "max_nonfinite_in_a_row": 10,
     "stop_after": None,  # leave the loop after this many steps as if killed (resume tests)
     "num_threads": 0,  # torch threads; 0 keeps torch's default
+    "best_metric": None,  # what best/ is the lowest of: null = the task's dev error (WER...), or loss; ties: loss
     "position_limit": None,  # recurrent students: clamp absolute positions at N frames, or "auto" (see below)
     "task": None,  # null: the model's own task; layer_distillation: the layer loss alone on unlabeled audio
     # CALD (stage 6); strategy null = plain task training
@@ -75,7 +76,11 @@ OPTION_SPECS: Dict[str, OptionSpec] = {
     ),
     "scheduler": Spec(choices=tuple(SCHEDULERS)),
     "scheduler_conf": Fixed(
-        {"warmup_steps": Spec((int,)), "final_lr_ratio": Spec((float,)), "decay_steps": Spec((int,), optional=True)}
+        {
+            "warmup_steps": Spec((int, float)),  # steps, or below 1 a fraction of max_steps
+            "final_lr_ratio": Spec((float,)),
+            "decay_steps": Spec((int,), optional=True),
+        }
     ),
     "specaug_conf": keyword_specs(SpecAugment),
     "augment": Fixed({k: Fixed({kk: spec_of(vv) for kk, vv in v.items()}) for k, v in AUGMENT_DEFAULTS.items()}),
@@ -85,6 +90,7 @@ OPTION_SPECS: Dict[str, OptionSpec] = {
     "position_limit": Spec((int,), choices=("auto",), optional=True),
     "strategy": Spec(choices=tuple(STRATEGIES), optional=True),
     "task": Spec(choices=tuple(TASKS), optional=True),
+    "best_metric": Spec(choices=tuple(sorted({t.metric for t in TASKS.values()} | {"loss"})), optional=True),
     "teacher_mode": Spec(choices=("eval", "train")),
     "switch_off_step": Spec((int, float), optional=True),
     "teacher_lr": Spec((float,), optional=True),

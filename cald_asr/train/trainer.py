@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from cald_asr.data.augment import step_lengths
 from cald_asr.data.collate import to_device
+from cald_asr.data.progress import is_terminal, progress_bar
 from cald_asr.data.sampler import LengthBucketBatchSampler
 from cald_asr.distill.guides import Guide, model_inputs
 from cald_asr.distill.losses import layer_loss_sum, logits_kl_sum
@@ -46,8 +47,9 @@ from cald_asr.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from cald_asr.train.config import ConfigError
 from cald_asr.train.distributed import DistInfo, all_true, barrier, gather_objects, shard
-from cald_asr.train.optim import build_optimizer, build_scheduler
+from cald_asr.train.optim import build_optimizer, build_scheduler, warmup_steps
 from cald_asr.train.options import DEFAULTS, OPTION_SPECS, mixer_conf_spec
 from cald_asr.train.position_limit import apply_position_limit
 from cald_asr.train.provenance import DONE_NAME, check_resumable, write_done
@@ -189,6 +191,7 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
     )
     optimizer = build_optimizer(model, cfg["optim"], cfg["optim_conf"])
     scheduler = build_scheduler(optimizer, cfg["scheduler"], cfg["scheduler_conf"], cfg["max_steps"])
+    check_schedule(cfg, task, log)
     sampler = LengthBucketBatchSampler(
         train_set.lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"], max_batch_size=cfg["max_batch_size"]
     )
@@ -208,6 +211,7 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
         "nonfinite_in_a_row": 0,
         f"best_{task.metric}": math.inf,
         "best_step": 0,
+        "best_selection": [math.inf, math.inf],  # what best/ is the lowest of: see selection()
     }
     return Run(
         cfg,
@@ -232,6 +236,19 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
     )
 
 
+def check_schedule(cfg: Dict[str, Any], task: Task, log) -> None:
+    """Refuse a best_metric the task has no value of; warn of a warm-up that takes most of a short run."""
+    if cfg["best_metric"] not in (None, "loss", task.metric):
+        raise ConfigError(f"best_metric {cfg['best_metric']!r}: this task selects best/ by {task.metric} or loss")
+    warmup, steps = warmup_steps(cfg["scheduler_conf"], cfg["max_steps"]), cfg["max_steps"]
+    if warmup > steps / 3:
+        log.warning(
+            f"the warm-up ({warmup} steps) is more than a third of the run ({steps} steps): the lr peaks late "
+            "and hardly decays; give scheduler_conf.warmup_steps as a fraction of max_steps (e.g. 0.1) to "
+            "scale it with --max_steps"
+        )
+
+
 def resume_run(run: Run) -> None:
     """Continue from the run's checkpoint, if it has one, refusing one written under other options or inputs."""
     path = run.out_dir / CHECKPOINT_NAME
@@ -243,6 +260,8 @@ def resume_run(run: Run) -> None:
     run.optimizer.load_state_dict(ck["optimizer"])
     run.scheduler.load_state_dict(ck["scheduler"])
     run.state.update(ck["state"])
+    if "best_selection" not in ck["state"]:  # written before best_metric: its best/ was chosen by the metric alone
+        run.state["best_selection"] = [run.state[run.best_key], math.inf]
     run.history = ck["history"]
     if run.guide is not None:
         run.guide.load_state_dict(ck["guide"])
@@ -289,20 +308,35 @@ def save_model_of(run: Run, where: Path) -> None:
     save_model(run.model, {**run.model_fields, "trained_steps": run.state["step"]}, where)
 
 
+def selection(run: Run, res: Dict[str, float]) -> List[float]:
+    """What best/ is the lowest of: the dev metric (best_metric: the task's own, e.g. WER, or the dev loss),
+    ties broken by the dev loss (an all-empty-output model and a better one can share a WER of 100 %)."""
+    return [res[run.cfg["best_metric"] or run.task.metric], res["loss"]]
+
+
+def describe_best(run: Run) -> str:
+    st = run.state
+    if run.cfg["best_metric"] == "loss":
+        return f"dev loss {st['best_selection'][0]:.3f}"
+    return run.task.describe_best(st[run.best_key])
+
+
 def validate_run(run: Run) -> None:
-    """Dev results into the log and TensorBoard; a new lowest dev error becomes best/."""
+    """Dev results into the log and TensorBoard; a new lowest selection (see `selection`) becomes best/."""
     if run.info.is_main:
         st, task = run.state, run.task
         res = task.validate(run.model, run.valid_set, run.valid_batches)
         run.scalars.add(st["step"], task.scalars(res))
-        better = res[task.metric] < st[run.best_key]
+        for warning in task.warnings(res):
+            run.log.warning(f"step {st['step']}: {warning}")
+        better = selection(run, res) < st["best_selection"]
         if better:
-            st[run.best_key], st["best_step"] = res[task.metric], st["step"]
+            st["best_selection"], st[run.best_key], st["best_step"] = selection(run, res), res[task.metric], st["step"]
             task.on_better(res, st)
             save_model_of(run, run.out_dir / "best")
         run.log.info(
             f"step {st['step']}: {task.describe(res)}"
-            + (" (best so far)" if better else f" (best {task.describe_best(st[run.best_key])} at {st['best_step']})")
+            + (" (best so far)" if better else f" (best {describe_best(run)} at {st['best_step']})")
         )
         run.scalars.plot()
     barrier(run.info)
@@ -418,10 +452,11 @@ def train_epochs(run: Run) -> bool:
     ended the loop early, as a kill would (after that step's checkpoint, if one was due)."""
     cfg, st = run.cfg, run.state
     meter = Meter(steps_at_t0=st["step"])
-    bar = tqdm(
+    # off a terminal the log lines (every log_every steps, with steps/s and ETA) are the progress: no bar
+    bar = progress_bar(
         total=cfg["max_steps"],
         initial=st["step"],
-        disable=not run.info.is_main,
+        disable=not run.info.is_main or not is_terminal(sys.stderr),
         desc=run.out_dir.name,
         dynamic_ncols=True,
         mininterval=5,
