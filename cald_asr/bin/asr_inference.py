@@ -54,6 +54,7 @@ from tqdm import tqdm
 from cald_asr.data.audio import AudioError, is_pipe, load_audio, pipe_timeout_s
 from cald_asr.data.features import FeatureError, load_feats
 from cald_asr.data.kaldi_dir import DataDirError, iter_kv_lines, read_kv, write_kv
+from cald_asr.data.progress import progress_bar
 from cald_asr.decode import journal
 from cald_asr.inference import LONG_AUDIO_MODES, Hypothesis, InputError, Speech2Text
 from cald_asr.models.model_file import CONFIG_NAME, WEIGHTS_NAME, ModelFileError
@@ -348,7 +349,7 @@ def decode(args: argparse.Namespace, log: logging.Logger) -> int:
     bs = max(1, args.batch_size)
     with (
         journal.Journal(out_dir / journal.JOURNAL) as jr,
-        tqdm(total=len(todo), unit="utt", desc=PROG, file=sys.stderr) as bar,
+        progress_bar(total=len(todo), unit="utt", desc=PROG, file=sys.stderr) as bar,
     ):
         for k, rec in elsewhere.items():  # this dir alone then holds all its keys' results
             jr.append(rec)

@@ -12,6 +12,9 @@ dimensions other than the most common one.
 wav.scp and segments) for task: layer_distillation: `text` is not required, nor are utt2spk and spk2utt
 (each utterance is then its own speaker). What is there is checked as always.
 
+Warnings (printed as `WARNING: ...` on stderr) leave the dir valid: utterance ids that do not begin with their
+speaker id (Kaldi's rule) are counted and the first ones named.
+
 Exit status: 0 if the dir is valid (or was fixed and still holds utterances), 1 otherwise.
 """
 
@@ -85,6 +88,8 @@ def main(argv=None) -> int:
     except ValueError as e:  # a bad $CALD_ASR_PIPE_TIMEOUT
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
+    for w in ins.warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
     problems = [str(p) for p in ins.problems]
     for p in problems:
         print(p)

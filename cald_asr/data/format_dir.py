@@ -18,11 +18,10 @@ from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from tqdm import tqdm
-
 from cald_asr.data.audio import AudioError, load_audio, write_wav
 from cald_asr.data.features import FeatureError, load_feats, write_feats
 from cald_asr.data.kaldi_dir import DataDirError, c_sort_key, read_kv, utt2spk_to_spk2utt, write_kv
+from cald_asr.data.progress import progress_bar
 from cald_asr.data.validate import SEGMENT_OVERSHOOT_S, find_problems, validate_data_dir
 
 INPUT_FILES = ("wav.scp", "feats.scp", "segments", "text", "utt2spk", "spk2utt")
@@ -205,7 +204,9 @@ def _format_wav(
     lengths: Dict[str, int] = {}
     with _pool(opts.nj, len(items)) as pool:
         results = pool.imap(work, items, chunksize=8) if pool else map(work, items)
-        for outcome in tqdm(results, total=len(items), desc=f"format {in_dir.name}", unit="rec", disable=not progress):
+        for outcome in progress_bar(
+            results, total=len(items), desc=f"format {in_dir.name}", unit="rec", disable=not progress
+        ):
             for utt, n, reason in outcome:
                 if reason is None:
                     lengths[utt] = n
@@ -335,7 +336,7 @@ def _format_feats(
     shapes: Dict[str, str] = {}
 
     def kept_matrices():
-        for utt in tqdm(utts, desc=f"format {in_dir.name}", unit="utt", disable=not progress):
+        for utt in progress_bar(utts, desc=f"format {in_dir.name}", unit="utt", disable=not progress):
             try:
                 mat = load_feats(utt, feats[utt])
             except FeatureError as e:

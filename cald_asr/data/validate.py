@@ -6,6 +6,8 @@ With `no_text` (audio without transcripts, as for task: layer_distillation) `tex
 `utt2spk` and `spk2utt` (each utterance is then its own speaker, as Kaldi does for unknown speakers); the
 ones that are there are checked as always.
 Every problem is reported as 'file:line: message' (or 'file: message' for whole-file problems).
+Warnings do not make a dir invalid: utterance ids that do not begin with their speaker id (Kaldi's rule, so
+that sorting by utterance keeps each speaker's utterances together) are counted and the first ones named.
 With `check_audio`, every audio entry is decoded once (pipe commands run, under their time limit) and every
 feature matrix read, so that broken, non-finite or odd-rate audio and odd-dimension features are found.
 """
@@ -30,6 +32,8 @@ OPTIONAL_UTT_FILES = ("utt2num_samples", "utt2num_frames", "feats_shape", "utt2d
 SEGMENT_OVERSHOOT_S = 0.5
 # Ids become file names (stage 2 writes dump/<set>/data/<utt>.wav): these would lead out of that directory.
 UNSAFE_ID_PARTS = ("/", "..")
+# How many offenders a warning names before it only counts them.
+WARN_EXAMPLES = 3
 
 EMPTY_MESSAGES = {
     "text": "empty transcript for utterance '{key}'",
@@ -49,6 +53,7 @@ class Inspection:
     segments: Dict[str, tuple] = field(default_factory=dict)  # utt -> (rec, start, end)
     rec2utts: Dict[str, List[str]] = field(default_factory=dict)
     no_text: bool = False  # text (and with it utt2spk/spk2utt) optional
+    warnings: List[str] = field(default_factory=list)  # 'file: message'; the dir is valid all the same
 
     def add(self, name: str, key: Optional[str], message: str, utts=(), repair: str = "") -> None:
         line = self.files[name].line_of(key) if key is not None and name in self.files else None
@@ -120,6 +125,7 @@ def _inspect(
     _check_segments(ins)
     _check_utterance_sets(ins)
     _check_speakers(ins)
+    _check_speaker_prefix(ins)
     if check_audio:
         _check_media(ins, fs, pipe_timeout)
     _map_recordings_to_utts(ins)
@@ -245,6 +251,24 @@ def _check_speakers(ins: Inspection) -> None:
     for utt, spk in _good(ins, "utt2spk"):
         if utt not in seen:
             ins.add("utt2spk", utt, f"utterance '{utt}' (speaker '{spk}') is missing from spk2utt", repair="spk2utt")
+
+
+def _check_speaker_prefix(ins: Inspection) -> None:
+    """Kaldi's rule that an utterance id begins with its speaker id: then sorting by utterance (every file is
+    sorted so) also groups speakers, which tools that split by speaker (split_scp.sh --utt2spk, spk2utt readers)
+    assume. Breaking it loses nothing here, so it is a warning."""
+    pairs = _good(ins, "utt2spk")
+    bad = [(utt, spk) for utt, spk in pairs if not utt.startswith(spk)]
+    if not bad:
+        return
+    f = ins.files["utt2spk"]
+    examples = ", ".join(f"line {f.line_of(u)} '{u}' (speaker '{s}')" for u, s in bad[:WARN_EXAMPLES])
+    more = f" and {len(bad) - WARN_EXAMPLES} more" if len(bad) > WARN_EXAMPLES else ""
+    ins.warnings.append(
+        f"{ins.root / 'utt2spk'}: {len(bad)} of {len(pairs)} utterance id(s) do not begin with their speaker id: "
+        f"{examples}{more}; sorted by utterance, a speaker's utterances are then not together (Kaldi's rule: "
+        "name them <speaker>-<id>)"
+    )
 
 
 def _check_media(ins: Inspection, fs: Optional[int], pipe_timeout: Optional[float]) -> None:

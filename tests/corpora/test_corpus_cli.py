@@ -3,10 +3,11 @@ problem in the corpus' files reported as one `error:` line naming the file, exit
 
 import pytest
 
-from cald_asr.corpora import an4, fsdd, movie_reviews, sst2, yesno
+from cald_asr.corpora import an4, folder, fsdd, movie_reviews, sst2, yesno
 
 OPTIONS = {
     an4: ["--seed"],
+    folder: ["--sets", "--dev_from", "--dev_speakers", "--dev_share", "--seed"],
     fsdd: ["--audio_dir", "--seed", "--speakers"],
     movie_reviews: ["--seed"],
     sst2: ["--train_size", "--seed"],
@@ -15,6 +16,7 @@ OPTIONS = {
 # what each module looks for first in its corpus dir
 FIRST_FILE = {
     an4: "etc/an4_train.transcription",
+    folder: "train",
     fsdd: "recordings",
     movie_reviews: "neg",
     sst2: "train.tsv",
