@@ -115,11 +115,11 @@ if run_stage 2; then
       out=$s$sp; perturb=(--speed_perturb_factors "$speed_perturb_factors")
       log "stage 2: speed perturbation ($speed_perturb_factors): $datadir/$s -> $dumpdir/$out/"
     fi
-    python -m cald_asr.bin.format_data --in_dir "$datadir/$s" --out_dir "$dumpdir/$out" --fs "$fs" \
+    OMP_NUM_THREADS=$(job_threads "$nj") python -m cald_asr.bin.format_data --in_dir "$datadir/$s" --out_dir "$dumpdir/$out" --fs "$fs" \
       --min_sec "$min_sec" --max_sec "$max_sec" --nj "$nj" "${filter[@]}" "${perturb[@]}" "${force_opt[@]}"
   done
   if [ -n "$unlabeled_set" ]; then
-    python -m cald_asr.bin.format_data --no_text --in_dir "$datadir/$unlabeled_set" --out_dir "$dumpdir/$unlabeled_set" \
+    OMP_NUM_THREADS=$(job_threads "$nj") python -m cald_asr.bin.format_data --no_text --in_dir "$datadir/$unlabeled_set" --out_dir "$dumpdir/$unlabeled_set" \
       --fs "$fs" --min_sec "$min_sec" --max_sec "$max_sec" --nj "$nj" --filter "${force_opt[@]}"
   fi
 fi
@@ -157,7 +157,7 @@ if run_stage 6; then
 fi
 
 inference_tag="decode_$(basename "${inference_config:-default}" .yaml)"
-select_models listed
+if run_stage 7 || run_stage 8; then select_models listed; fi  # models to evaluate exist by then
 if [ "$feats_type" = raw ]; then data_name=wav.scp; data_type=sound; else data_name=feats.scp; data_type=kaldi_ark; fi
 
 # Stage 7 (evaluate_models): a test set's decode comes from its dump and --inference_config.
@@ -182,7 +182,7 @@ eval_set() {  # eval_set MODEL SET DIR: decodes dump/SET with MODEL into DIR, sp
   for d in "$dec"/logdir/output.*; do if [ -d "$d" ]; then resume+=(--resume_from "$d"); fi; done
   # A job exits 1 when some of its utterances failed (listed in its failed file); one without a status file
   # did not finish (job_finished). Parallel jobs share the cores: each gets its share of threads, not all of them.
-  OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )) $decode_cmd JOB=1:"$jobs" "$dec/logdir/asr_inference.JOB.log" \
+  OMP_NUM_THREADS=$(job_threads "$jobs") $decode_cmd JOB=1:"$jobs" "$dec/logdir/asr_inference.JOB.log" \
     python -m cald_asr.bin.asr_inference --asr_train_config "$model" "${inf_opts[@]}" \
       --data_path_and_name_and_type "$scp,speech,$data_type" \
       --key_file "$dec/logdir/keys.JOB.scp" --output_dir "$dec/logdir/output.JOB" --ngpu "$ngpu" "${resume[@]}" \

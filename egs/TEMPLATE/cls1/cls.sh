@@ -84,7 +84,7 @@ if run_stage 4; then prepare_teacher --label_list "$label_list"; fi
 if run_stage 5; then train_teacher cald_asr.bin.cls_train; fi
 if run_stage 6; then train_students cald_asr.bin.cls_train; fi
 
-select_models present
+if run_stage 7 || run_stage 8; then select_models present; fi  # models to evaluate exist by then
 
 # Stage 7 (evaluate_models): a set's results come from its dump and --inference_args.
 eval_inputs() { inputs+=("$dumpdir/$2/text"); }

@@ -37,6 +37,10 @@ student_config=       # stage 6: training options of the CALD runs (YAML)
 cald_configs=         # stage 6: strategies (space-separated YAMLs, one student each)
 mixer_config=         # stage 6: the linear-time mixer of the students (YAML)
 train_args=           # extra --key value overrides for stages 5 and 6, e.g. "--max_steps 100"
+num_threads=          # CPU threads of every stage: asr_train's --num_threads (unless --train_args sets it), shared
+                      # among the --nj jobs of stages 2 and 7 (empty: $OMP_NUM_THREADS, else nproc, as path.sh sets)
+inference_model=best  # stages 7-8: which checkpoint of each run is evaluated, best (by dev metric) or final
+eval_models=all       # stages 7-8: teacher, students or all
 results_file=RESULTS.md  # stage 8 report
 
 # parse_stage_options "$@": sets the options defined so far from the command line (utils/parse_options.sh),
@@ -53,7 +57,22 @@ parse_stage_options() {
   [ -n "$valid_set" ] || { log "error: --valid_set is required"; exit 1; }
   force_opt=(); if [ "$force" = true ]; then force_opt=(--force); fi
   dist_opts=(); if [ "$ngpu" -gt 0 ]; then dist_opts=(--ngpu "$ngpu"); fi
+  case $inference_model in best|final) ;; *) log "error: --inference_model must be best or final, not '$inference_model'"; exit 1;; esac
+  case $eval_models in teacher|students|all) ;; *)
+    log "error: --eval_models must be teacher, students or all, not '$eval_models'"; exit 1;; esac
+  # --num_threads N: every program of every stage uses N threads (OMP_NUM_THREADS, torch's default), the trainer
+  # is told so (a training config's num_threads would win over the environment), parallel jobs share them
+  thread_opts=()
+  if [ -n "$num_threads" ]; then
+    case $num_threads in *[!0-9]*|0*) log "error: --num_threads must be a positive integer, not '$num_threads'"; exit 1;; esac
+    export OMP_NUM_THREADS=$num_threads
+    case " $train_args " in *" --num_threads "*|*" --num-threads "*) ;; *) thread_opts=(--num_threads "$num_threads");; esac
+  fi
 }
+
+# job_threads JOBS: the threads each of JOBS parallel jobs gets, its share of $OMP_NUM_THREADS (--num_threads, else
+# the user's, else nproc: path.sh), at least 1, so that parallel jobs share the cores instead of each taking all.
+job_threads() { local n=$(( ${OMP_NUM_THREADS:-$(nproc)} / $1 )); echo $(( n > 0 ? n : 1 )); }
 
 # record_command: appends the command line to exp/commands.txt; called after the task's own checks, so that
 # a refused command is not recorded.
@@ -117,15 +136,17 @@ train_teacher() {
   # shellcheck disable=SC2086  # --train_args "--key value ...": one word each
   python -m "$1" --config "$train_config" --init_model "$teacher_dir/init" \
     --train_data "$dumpdir/$train_set" --valid_data "$dumpdir/$valid_set" --output_dir "$teacher_dir" \
-    --resume "${force_opt[@]}" "${dist_opts[@]}" $train_args
+    --resume "${force_opt[@]}" "${dist_opts[@]}" "${thread_opts[@]}" $train_args
 }
 
 # train_students TRAINER: stage 6, one student per --cald_configs strategy, converted with --mixer_config
 # from the teacher's init/ and trained (guided by its fine-tuned best/ and snapshots) with python -m TRAINER;
 # student_args (set by the stage script, e.g. asr's --init_mixers) go to every student.
+# --cald_configs "": no students (the teacher alone).
 train_students() {
   local cald_config dir
-  [ -n "$student_config" ] && [ -n "$cald_configs" ] && [ -n "$mixer_config" ] || {
+  if [ -z "$cald_configs" ]; then log "stage 6: --cald_configs is empty: no students to train"; return; fi
+  [ -n "$student_config" ] && [ -n "$mixer_config" ] || {
     log "error: stage 6 needs --student_config, --cald_configs and --mixer_config"; exit 1; }
   for cald_config in $cald_configs; do
     dir=$(student_dir "$cald_config")
@@ -135,22 +156,41 @@ train_students() {
       --mixer_config "$mixer_config" --pretrained_model "$teacher_dir/init" --finetuned_model "$teacher_dir/best" \
       --snapshot_dir "$teacher_dir/snapshots" --train_data "$dumpdir/$train_set" --valid_data "$dumpdir/$valid_set" \
       --output_dir "$dir" --resume "${force_opt[@]}" "${dist_opts[@]}" ${student_args[@]+"${student_args[@]}"} \
-      $train_args
+      "${thread_opts[@]}" $train_args
   done
 }
 
-# select_models listed|present: sets $models, what stages 7 and 8 evaluate: the teacher's best/, then
-#   listed   the student of each --cald_configs strategy with --mixer_config (stage 7 fails on a missing one);
-#   present  every exp/cald_*/best/ holding a model, so students trained by several invocations with other
+# select_models listed|present: sets $models, what stages 7 and 8 evaluate (--eval_models teacher|students|all),
+# each run's --inference_model checkpoint (<run>/best or <run>/final): the teacher's (missing, it is an error:
+# stage 5 makes it), then the students':
+#   listed   the student of each --cald_configs strategy with --mixer_config; one without that checkpoint (stage
+#            6 has not trained it) is skipped with a warning;
+#   present  every exp/cald_*/<checkpoint>/ holding a model, so students trained by several invocations with other
 #            mixers all count.
 select_models() {
   local cald_config d
-  models="$teacher_dir/best"
+  models=
+  if [ "$eval_models" != students ]; then
+    models="$teacher_dir/$inference_model"
+    [ -f "$models/model.safetensors" ] || {
+      log "error: $models/model.safetensors not found: the teacher is trained in stage 5 (--eval_models students" \
+        "evaluates the students alone)"
+      exit 1; }
+  fi
+  [ "$eval_models" != teacher ] || return 0
   case $1 in
-    listed) for cald_config in $cald_configs; do models+=" $(student_dir "$cald_config")/best"; done;;
-    present) for d in "$expdir"/cald_*/best; do if [ -f "$d/model.safetensors" ]; then models+=" $d"; fi; done;;
+    listed)
+      for cald_config in $cald_configs; do
+        d="$(student_dir "$cald_config")/$inference_model"
+        if [ -f "$d/model.safetensors" ]; then models+=" $d"; continue; fi
+        log "warning: no $d/model.safetensors (stage 6 trains the student of $cald_config): not evaluated;" \
+          "--eval_models teacher evaluates the teacher alone"
+      done;;
+    present) for d in "$expdir"/cald_*/"$inference_model"; do if [ -f "$d/model.safetensors" ]; then models+=" $d"; fi; done;;
     *) log "error: select_models listed|present, not '$1'"; exit 1;;
   esac
+  models=${models# }
+  [ -n "$models" ] || { log "error: --eval_models $eval_models: no student has a $inference_model/ model to evaluate"; exit 1; }
 }
 
 # evaluate_models SETS STAMP WORD: stage 7, every model of $models on each set of SETS, into
