@@ -107,3 +107,15 @@ def test_validation_runs_pipes_under_the_limit(tmp_path):
         f"{d / 'wav.scp'}:2: 'yesno_{names[1]}': pipe 'echo $$ > {pidfile}; sleep 30; cat {wav} |': timed out "
         f"after 1 s and was killed with its child processes; {HOW}"
     ]
+
+
+def test_a_bad_limit_in_the_environment_is_one_error_line(tmp_path):
+    names = yesno_names(2)
+    d = tmp_path / "in"
+    write_yesno_dir(d, 2, {f"yesno_{names[0]}": f"cat {YESNO / f'{names[0]}.wav'} |"})
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "CALD_ASR_PIPE_TIMEOUT": "soon"}
+    r = subprocess.run(
+        ["bash", str(UTILS / "validate_data_dir.sh"), "--check_audio", str(d)], capture_output=True, text=True, env=env
+    )
+    assert r.returncode == 1
+    assert r.stderr.strip() == "ERROR: CALD_ASR_PIPE_TIMEOUT='soon' is not a number of seconds"

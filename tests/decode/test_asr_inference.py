@@ -103,6 +103,9 @@ def test_broken_inputs_are_reported_and_the_rest_decoded(teacher_dir, yesno16k, 
     x8k = list(audio.values())[0][::2].copy()
     write_wav(bad_dir / "rate8k.wav", x8k, 8000)
     write_wav(bad_dir / "short.wav", np.full(150, 0.1, dtype=np.float32), 16000)
+    x_nan = list(audio.values())[0].astype(np.float32).copy()
+    x_nan[100:103] = np.nan
+    sf.write(str(bad_dir / "nan.wav"), x_nan, 16000, subtype="FLOAT")
     scp = {
         **good,
         "b-missing": str(bad_dir / "nothere.wav"),
@@ -110,6 +113,7 @@ def test_broken_inputs_are_reported_and_the_rest_decoded(teacher_dir, yesno16k, 
         "b-empty": str(bad_dir / "empty.wav"),
         "b-rate": str(bad_dir / "rate8k.wav"),
         "b-short": str(bad_dir / "short.wav"),
+        "b-nan": str(bad_dir / "nan.wav"),
     }
     write_kv(tmp_path / "wav.scp", scp)
     out = tmp_path / "dec"
@@ -132,17 +136,18 @@ def test_broken_inputs_are_reported_and_the_rest_decoded(teacher_dir, yesno16k, 
     )
     assert r.returncode == 1, r.stderr
     failed = read_kv(out / "failed")
-    assert set(failed) == {"b-missing", "b-corrupt", "b-empty", "b-rate", "b-short"}
+    assert set(failed) == {"b-missing", "b-corrupt", "b-empty", "b-rate", "b-short", "b-nan"}
     assert "does not exist" in failed["b-missing"]
     assert "not a readable audio file" in failed["b-corrupt"]
     assert "empty audio" in failed["b-empty"]
     assert "8000 Hz" in failed["b-rate"] and "--resample true" in failed["b-rate"]
     assert "too short" in failed["b-short"]
+    assert f"3 of {len(x_nan)} samples are NaN or infinite (non-finite audio)" in failed["b-nan"]
     for utt in failed:
         assert f"'{utt}' failed" in r.stderr
-    assert "decoded 2 of 7 utterance(s), 5 failed" in r.stderr
+    assert "decoded 2 of 8 utterance(s), 6 failed" in r.stderr
     assert set(read_kv(out / "1best_recog" / "token_int", allow_empty_value=True)) == set(good)
-    assert read_kv(out / "rtf")["failed"] == "5"
+    assert read_kv(out / "rtf")["failed"] == "6"
 
     # --resample true: the 8 kHz file is converted and decoded like the API decodes it at 8 kHz
     out2 = tmp_path / "dec2"
