@@ -77,6 +77,11 @@ def test_an_unfinished_checkpoint_needs_resume_or_force(yesno, tmp_path, capsys)
         in capsys.readouterr().err
     )
     assert read_step(out / CHECKPOINT_NAME) == 2
+    # resuming under other options is refused, naming the difference; the checkpoint stays
+    assert asr_train.main(std_args(yesno, out, *SHORT, "--optim_conf.lr", "1e-4", "--resume")) == 1
+    err = capsys.readouterr().err
+    assert "was written by a run with other options or inputs (optim_conf" in err and "--force" in err
+    assert read_step(out / CHECKPOINT_NAME) == 2
     assert asr_train.main(std_args(yesno, out, *SHORT, "--resume")) == 0
     assert read_step(out / CHECKPOINT_NAME) == 3
 
