@@ -41,6 +41,7 @@ DEFAULTS: Dict[str, Any] = {
     "max_nonfinite_in_a_row": 10,
     "stop_after": None,  # leave the loop after this many steps as if killed (resume tests)
     "num_threads": 0,  # torch threads; 0 keeps torch's default
+    "average_checkpoints": 0,  # N > 0: ave_N/, the mean of the models of the N best validations (averaging.py)
     "best_metric": None,  # what best/ is the lowest of: null = the task's dev error (WER...), or loss; ties: loss
     "position_limit": None,  # recurrent students: clamp absolute positions at N frames, or "auto" (see below)
     "task": None,  # null: the model's own task; layer_distillation: the layer loss alone on unlabeled audio
@@ -90,6 +91,7 @@ OPTION_SPECS: Dict[str, OptionSpec] = {
     "position_limit": Spec((int,), choices=("auto",), optional=True),
     "strategy": Spec(choices=tuple(STRATEGIES), optional=True),
     "task": Spec(choices=tuple(TASKS), optional=True),
+    "average_checkpoints": Spec((int,)),
     "best_metric": Spec(choices=tuple(sorted({t.metric for t in TASKS.values()} | {"loss"})), optional=True),
     "teacher_mode": Spec(choices=("eval", "train")),
     "switch_off_step": Spec((int, float), optional=True),

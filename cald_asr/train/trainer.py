@@ -38,6 +38,7 @@ from cald_asr.distill.losses import layer_loss_sum, logits_kl_sum
 from cald_asr.models.model_file import save_model
 from cald_asr.precision import run_dtype
 from cald_asr.tasks import StepNorm, Task, task_for
+from cald_asr.train.averaging import keep_if_among_best, write_average
 from cald_asr.train.checkpoint import (
     CHECKPOINT_NAME,
     has_checkpoint,
@@ -212,6 +213,7 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
         f"best_{task.metric}": math.inf,
         "best_step": 0,
         "best_selection": [math.inf, math.inf],  # what best/ is the lowest of: see selection()
+        "kept": [],  # average_checkpoints: [[selection, step], ...] of the models in valid_models/
     }
     return Run(
         cfg,
@@ -237,9 +239,12 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
 
 
 def check_schedule(cfg: Dict[str, Any], task: Task, log) -> None:
-    """Refuse a best_metric the task has no value of; warn of a warm-up that takes most of a short run."""
+    """Refuse a best_metric the task has no value of and a negative average_checkpoints; warn of a warm-up
+    that takes most of a short run."""
     if cfg["best_metric"] not in (None, "loss", task.metric):
         raise ConfigError(f"best_metric {cfg['best_metric']!r}: this task selects best/ by {task.metric} or loss")
+    if cfg["average_checkpoints"] < 0:
+        raise ConfigError(f"average_checkpoints {cfg['average_checkpoints']}: give N > 0 models to average, or 0")
     warmup, steps = warmup_steps(cfg["scheduler_conf"], cfg["max_steps"]), cfg["max_steps"]
     if warmup > steps / 3:
         log.warning(
@@ -260,6 +265,7 @@ def resume_run(run: Run) -> None:
     run.optimizer.load_state_dict(ck["optimizer"])
     run.scheduler.load_state_dict(ck["scheduler"])
     run.state.update(ck["state"])
+    run.state.setdefault("kept", [])  # a checkpoint written before average_checkpoints
     if "best_selection" not in ck["state"]:  # written before best_metric: its best/ was chosen by the metric alone
         run.state["best_selection"] = [run.state[run.best_key], math.inf]
     run.history = ck["history"]
@@ -329,6 +335,15 @@ def validate_run(run: Run) -> None:
         run.scalars.add(st["step"], task.scalars(res))
         for warning in task.warnings(res):
             run.log.warning(f"step {st['step']}: {warning}")
+        if run.cfg["average_checkpoints"]:
+            st["kept"] = keep_if_among_best(
+                st["kept"],
+                selection(run, res),
+                st["step"],
+                run.cfg["average_checkpoints"],
+                run.out_dir,
+                lambda where: save_model_of(run, where),
+            )
         better = selection(run, res) < st["best_selection"]
         if better:
             st["best_selection"], st[run.best_key], st["best_step"] = selection(run, res), res[task.metric], st["step"]
@@ -481,12 +496,25 @@ def train_epochs(run: Run) -> bool:
     return stopped
 
 
+def average_models(run: Run) -> None:
+    """average_checkpoints: N -> ave_N/, the mean of the N best validations' models (train/averaging.py)."""
+    n = run.cfg["average_checkpoints"]
+    if not n:
+        return
+    names = [run.cfg["best_metric"] or run.task.metric, "loss"]
+    out = write_average(run.state["kept"], n, run.model, run.model_fields, run.out_dir, names)
+    steps = ", ".join(str(step) for _, step in run.state["kept"])
+    short = f" (only {len(run.state['kept'])} validation(s) in the run)" if len(run.state["kept"]) < n else ""
+    run.log.info(f"{out}: the mean of the models of steps {steps}{short}")
+
+
 def finish_run(run: Run) -> None:
     validate_run(run)
     checkpoint_run(run)
     if run.info.is_main:
         st = run.state
         save_model_of(run, run.out_dir / "final")
+        average_models(run)
         write_done(run.out_dir, st["step"], run.cfg, run.inputs)
         png = run.scalars.plot()
         teacher_skips = getattr(run.guide, "skipped", None)

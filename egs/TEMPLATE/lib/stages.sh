@@ -39,7 +39,8 @@ mixer_config=         # stage 6: the linear-time mixer of the students (YAML)
 train_args=           # extra --key value overrides for stages 5 and 6, e.g. "--max_steps 100"
 num_threads=          # CPU threads of every stage: asr_train's --num_threads (unless --train_args sets it), shared
                       # among the --nj jobs of stages 2 and 7 (empty: $OMP_NUM_THREADS, else nproc, as path.sh sets)
-inference_model=best  # stages 7-8: which checkpoint of each run is evaluated, best (by dev metric) or final
+inference_model=best  # stages 7-8: which model of each run is evaluated: best (by dev metric), final or ave_N
+                      # (the mean of the N best validations' models, with average_checkpoints: N in training)
 eval_models=all       # stages 7-8: teacher, students or all
 results_file=RESULTS.md  # stage 8 report
 
@@ -57,7 +58,8 @@ parse_stage_options() {
   [ -n "$valid_set" ] || { log "error: --valid_set is required"; exit 1; }
   force_opt=(); if [ "$force" = true ]; then force_opt=(--force); fi
   dist_opts=(); if [ "$ngpu" -gt 0 ]; then dist_opts=(--ngpu "$ngpu"); fi
-  case $inference_model in best|final) ;; *) log "error: --inference_model must be best or final, not '$inference_model'"; exit 1;; esac
+  case $inference_model in best|final|ave_[1-9]|ave_[1-9][0-9]) ;; *)
+    log "error: --inference_model must be best, final or ave_N, not '$inference_model'"; exit 1;; esac
   case $eval_models in teacher|students|all) ;; *)
     log "error: --eval_models must be teacher, students or all, not '$eval_models'"; exit 1;; esac
   # --num_threads N: every program of every stage uses N threads (OMP_NUM_THREADS, torch's default), the trainer
@@ -161,7 +163,7 @@ train_students() {
 }
 
 # select_models listed|present: sets $models, what stages 7 and 8 evaluate (--eval_models teacher|students|all),
-# each run's --inference_model checkpoint (<run>/best or <run>/final): the teacher's (missing, it is an error:
+# each run's --inference_model checkpoint (<run>/best, <run>/final or <run>/ave_N): the teacher's (missing, it is an error:
 # stage 5 makes it), then the students':
 #   listed   the student of each --cald_configs strategy with --mixer_config; one without that checkpoint (stage
 #            6 has not trained it) is skipped with a warning;
