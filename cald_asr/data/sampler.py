@@ -1,4 +1,7 @@
-"""Length-bucketed batch sampler with a cap on padded size (batch * longest item), as ESPnet's 'numel' bins.
+"""Length-bucketed batch sampler with a cap on padded size (batch * longest item), as ESPnet's 'numel' bins,
+and optionally on the padded sum of squared lengths (batch * longest item ** 2): attention's memory grows with
+the square of the length, so a batch of a few long utterances that fits the first cap can still run an
+attention teacher out of memory (the CALD paper caps batches by n * len^2 for this reason).
 
 Batches are built from the items sorted by length, so each batch holds similar lengths and little padding.
 Each epoch the order among equal lengths and the order of the batches are reshuffled from (seed, epoch),
@@ -21,6 +24,7 @@ class LengthBucketBatchSampler(Sampler[List[int]]):
         shuffle: bool = True,
         seed: int = 0,
         max_batch_size: Optional[int] = None,
+        max_sq_per_batch: Optional[float] = None,
     ):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if self.lengths.ndim != 1 or len(self.lengths) == 0:
@@ -32,7 +36,10 @@ class LengthBucketBatchSampler(Sampler[List[int]]):
             raise ValueError(f"max_frames_per_batch must be positive, got {max_frames_per_batch}")
         if max_batch_size is not None and max_batch_size <= 0:
             raise ValueError(f"max_batch_size must be positive, got {max_batch_size}")
+        if max_sq_per_batch is not None and max_sq_per_batch <= 0:
+            raise ValueError(f"max_sq_per_batch must be positive, got {max_sq_per_batch}")
         self.max_frames = int(max_frames_per_batch)
+        self.max_sq = max_sq_per_batch
         self.max_batch_size = max_batch_size
         self.shuffle = shuffle
         self.seed = int(seed)
@@ -45,12 +52,14 @@ class LengthBucketBatchSampler(Sampler[List[int]]):
 
     def _make_batches(self, order: np.ndarray) -> List[List[int]]:
         """Greedy packing of indices sorted by ascending length: a batch's padded size is len(batch) times
-        the length of its last (longest) item; an item longer than the cap alone makes its own batch."""
+        the length of its last (longest) item, its padded sum of squares len(batch) times that length squared;
+        an item over a cap alone makes its own batch."""
         batches: List[List[int]] = []
         cur: List[int] = []
         for idx in order:
             n = len(cur) + 1
-            too_big = n * int(self.lengths[idx]) > self.max_frames
+            length = int(self.lengths[idx])
+            too_big = n * length > self.max_frames or (self.max_sq is not None and n * length * length > self.max_sq)
             too_many = self.max_batch_size is not None and n > self.max_batch_size
             if cur and (too_big or too_many):
                 batches.append(cur)

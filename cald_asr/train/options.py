@@ -20,6 +20,9 @@ DEFAULTS: Dict[str, Any] = {
     "max_steps": 1000,
     "batch_bins": 1_600_000,  # cap on padded input size per global batch: batch size x longest input
     "max_batch_size": 64,
+    # cap on the padded sum of squared lengths per batch, batch size x longest input ** 2, in batch_bins' units
+    # squared (samples^2 for raw audio): bounds an attention teacher's memory on long utterances; null: no cap
+    "batch_sq_bins": None,
     "max_unk_share": 0.01,  # ASR: transcript symbols outside the token list above this share: an error
     "accum_grad": 1,
     "optim": "adamw",
@@ -86,6 +89,7 @@ OPTION_SPECS: Dict[str, OptionSpec] = {
     "specaug_conf": keyword_specs(SpecAugment),
     "augment": Fixed({k: Fixed({kk: spec_of(vv) for kk, vv in v.items()}) for k, v in AUGMENT_DEFAULTS.items()}),
     "valid_batch_bins": Spec((int,), optional=True),
+    "batch_sq_bins": Spec((int, float), optional=True),
     "max_unk_share": Spec((float,), optional=True),
     "stop_after": Spec((int,), optional=True),
     "position_limit": Spec((int,), choices=("auto",), optional=True),

@@ -193,16 +193,10 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
     optimizer = build_optimizer(model, cfg["optim"], cfg["optim_conf"])
     scheduler = build_scheduler(optimizer, cfg["scheduler"], cfg["scheduler_conf"], cfg["max_steps"])
     check_schedule(cfg, task, log)
-    sampler = LengthBucketBatchSampler(
-        train_set.lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"], max_batch_size=cfg["max_batch_size"]
-    )
+    caps = dict(max_batch_size=cfg["max_batch_size"], max_sq_per_batch=cfg["batch_sq_bins"])
+    sampler = LengthBucketBatchSampler(train_set.lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"], **caps)
     valid_batches = list(
-        LengthBucketBatchSampler(
-            valid_set.lengths,
-            cfg["valid_batch_bins"] or cfg["batch_bins"],
-            shuffle=False,
-            max_batch_size=cfg["max_batch_size"],
-        )
+        LengthBucketBatchSampler(valid_set.lengths, cfg["valid_batch_bins"] or cfg["batch_bins"], shuffle=False, **caps)
     )
     state = {
         "step": 0,
