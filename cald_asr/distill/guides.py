@@ -30,6 +30,7 @@ from torch import nn
 
 from cald_asr.models.model_file import load_model
 from cald_asr.models.output import ModelOutput
+from cald_asr.precision import autocast, grad_scaler
 from cald_asr.registry import Registry
 
 
@@ -283,6 +284,7 @@ class TrajectoryGuide(Guide):
             cfg["teacher_mode"],
             grad_clip=cfg["grad_clip"],
             wrap=wrap,
+            amp=cfg["amp"],
         )
 
     def __init__(
@@ -294,6 +296,7 @@ class TrajectoryGuide(Guide):
         mode: str = "eval",
         grad_clip: float = 1.0,
         wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
+        amp: str = "none",
     ):
         self.teacher = teacher
         self.wrap = wrap  # DistributedDataParallel when distributed
@@ -303,6 +306,17 @@ class TrajectoryGuide(Guide):
         self.optimizer = optimizer
         self.updates = 0
         self.skipped = 0  # teacher steps skipped for a non-finite loss or gradient
+        # the teacher trains under the run's autocast too, with loss scaling of its own for fp16 (made at first
+        # use, on the device the guide was moved to)
+        self.amp, self._scaler, self._scaler_state = amp, None, None
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler:
+        if self._scaler is None:
+            self._scaler = grad_scaler(self.amp, self.device)
+            if self._scaler_state:
+                self._scaler.load_state_dict(self._scaler_state)
+        return self._scaler
 
     def distils(self, step: int) -> bool:
         return True
@@ -324,16 +338,19 @@ class TrajectoryGuide(Guide):
         self.optimizer.zero_grad(set_to_none=True)
         finite = True
         for batch, weight in batches:
-            loss = self.task_loss(self.train_view, batch) * weight
+            with autocast(self.amp, self.device):
+                loss = self.task_loss(self.train_view, batch) * weight
             finite = finite and bool(torch.isfinite(loss))
-            loss.backward()
+            self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), self.grad_clip)
         if finite and bool(torch.isfinite(norm)):
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)
             self.updates += 1
         else:
             # as the student's guard does: one bad batch must not turn the teacher's weights into NaN
             self.skipped += 1
+        self.scaler.update()  # fp16: the scale halves after an overflow (a pass-through without fp16)
         self.optimizer.zero_grad(set_to_none=True)
 
     def state_dict(self):
@@ -342,6 +359,7 @@ class TrajectoryGuide(Guide):
             "optimizer": self.optimizer.state_dict(),
             "updates": self.updates,
             "skipped": self.skipped,
+            "scaler": self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state):
@@ -349,6 +367,7 @@ class TrajectoryGuide(Guide):
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
         self.skipped = int(state.get("skipped", 0))  # checkpoints from before the count
+        self._scaler, self._scaler_state = None, state.get("scaler")
 
 
 def copy_model(model: nn.Module) -> nn.Module:

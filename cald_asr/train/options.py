@@ -9,7 +9,7 @@ from cald_asr.data.augment import DEFAULTS as AUGMENT_DEFAULTS
 from cald_asr.distill.guides import STRATEGIES
 from cald_asr.frontend.specaug import SpecAugment
 from cald_asr.mixers.registry import MIXERS
-from cald_asr.precision import DTYPES
+from cald_asr.precision import AMP_MODES, DTYPES
 from cald_asr.tasks import TASKS
 from cald_asr.train.config import Fixed, Mapping, OptionSpec, Spec, keyword_specs, spec_of
 from cald_asr.train.optim import OPTIMIZERS, SCHEDULERS
@@ -17,6 +17,7 @@ from cald_asr.train.optim import OPTIMIZERS, SCHEDULERS
 DEFAULTS: Dict[str, Any] = {
     "seed": 0,  # rank r of a multi-process run seeds its augmentation and dropout with seed + r
     "dtype": "float32",  # float64: the whole run in double precision (equality checks, see precision.py)
+    "amp": "none",  # bf16 | fp16: forward passes under autocast, losses in float32, fp16 with loss scaling
     "max_steps": 1000,
     "batch_bins": 1_600_000,  # cap on padded input size per global batch: batch size x longest input
     "max_batch_size": 64,
@@ -98,6 +99,7 @@ OPTION_SPECS: Dict[str, OptionSpec] = {
     "average_checkpoints": Spec((int,)),
     "best_metric": Spec(choices=tuple(sorted({t.metric for t in TASKS.values()} | {"loss"})), optional=True),
     "teacher_mode": Spec(choices=("eval", "train")),
+    "amp": Spec(choices=AMP_MODES),
     "switch_off_step": Spec((int, float), optional=True),
     "teacher_lr": Spec((float,), optional=True),
     "mixer": Spec(choices=tuple(MIXERS), optional=True),

@@ -36,7 +36,7 @@ from cald_asr.data.sampler import LengthBucketBatchSampler
 from cald_asr.distill.guides import Guide, model_inputs
 from cald_asr.distill.losses import layer_loss_sum, logits_kl_sum
 from cald_asr.models.model_file import save_model
-from cald_asr.precision import run_dtype
+from cald_asr.precision import autocast, check_amp, grad_scaler, run_dtype
 from cald_asr.tasks import StepNorm, Task, task_for
 from cald_asr.train.averaging import keep_if_among_best, write_average
 from cald_asr.train.checkpoint import (
@@ -144,6 +144,7 @@ class Run:
     state: Dict[str, Any]
     history: Optional[List[Dict]] = None
     scalars: Optional[Scalars] = None
+    scaler: Optional[torch.amp.GradScaler] = None  # fp16 loss scaling (amp: fp16); a pass-through otherwise
 
     @property
     def best_key(self) -> str:
@@ -173,6 +174,10 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
         torch.set_num_threads(int(cfg["num_threads"]))
     set_seed(rank_seed(cfg["seed"], info.rank))
     dtype = run_dtype(cfg["dtype"])
+    try:
+        check_amp(cfg["amp"], dtype)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     task.prepare(model, cfg, guide)
     limit = apply_position_limit(model, cfg["position_limit"], train_set.lengths)
     if limit is not None:
@@ -229,6 +234,7 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
         dtype,
         log,
         state,
+        scaler=grad_scaler(cfg["amp"], device),
     )
 
 
@@ -263,6 +269,8 @@ def resume_run(run: Run) -> None:
     if "best_selection" not in ck["state"]:  # written before best_metric: its best/ was chosen by the metric alone
         run.state["best_selection"] = [run.state[run.best_key], math.inf]
     run.history = ck["history"]
+    if ck.get("scaler"):  # fp16's loss scale continues where it was
+        run.scaler.load_state_dict(ck["scaler"])
     if run.guide is not None:
         run.guide.load_state_dict(ck["guide"])
     restore_rng(ck, run.info, run.log)
@@ -296,6 +304,7 @@ def checkpoint_run(run: Run) -> None:
                 "rng": rngs,
                 "world_size": run.info.world_size,
                 "guide": run.guide.state_dict() if run.guide is not None else {},
+                "scaler": run.scaler.state_dict(),
                 "history": run.scalars.history,
                 "config": run.cfg,
                 "inputs": run.inputs,
@@ -369,6 +378,20 @@ def skip_step(run: Run) -> None:
         )
 
 
+def skip_overflow(run: Run) -> None:
+    """fp16: the scaled gradients overflowed. Expected while the loss scale finds its level, so it is not a
+    non-finite batch: the step is skipped, the scale halved (GradScaler.update), the skip counted and logged."""
+    st = run.state
+    old = run.scaler.get_scale()
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    st["overflow_skips"] = st.get("overflow_skips", 0) + 1
+    run.log.warning(
+        f"step {st['step']}: fp16 gradients overflowed, batch skipped; loss scale {old:g} -> "
+        f"{run.scaler.get_scale():g} ({st['overflow_skips']} overflow skip(s) in all)"
+    )
+
+
 def optimizer_step(run: Run, group: List[List[int]], meter: Meter) -> bool:
     """One optimiser step over the global batches of `group` (this rank's shards), guarded against
     non-finite losses and gradients on every rank; False if the step was skipped."""
@@ -394,20 +417,26 @@ def optimizer_step(run: Run, group: List[List[int]], meter: Meter) -> bool:
     for k, (batch, weight) in enumerate(micro):
         sync = k == len(micro) - 1 or not info.enabled
         with run.ddp.no_sync() if not sync else contextlib.nullcontext():
-            loss, stats = compute_loss(run.ddp, batch, cfg, run.guide, st["step"], norm, weight, run.task)
+            with autocast(cfg["amp"], run.device):
+                loss, stats = compute_loss(run.ddp, batch, cfg, run.guide, st["step"], norm, weight, run.task)
             if not all_true(bool(torch.isfinite(loss)), info):
                 ok = False
                 break
-            loss.backward()
+            run.scaler.scale(loss).backward()
         stats_step.append(stats)
     if ok:
+        run.scaler.unscale_(run.optimizer)
         gnorm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg["grad_clip"]))
+        if not all_true(math.isfinite(gnorm), info) and run.scaler.is_enabled():
+            skip_overflow(run)  # a finite loss whose scaled gradients overflowed fp16: the scale comes down
+            return False
         ok = all_true(math.isfinite(gnorm), info)
     if not ok:
         skip_step(run)
         return False
     st["nonfinite_in_a_row"] = 0
-    run.optimizer.step()
+    run.scaler.step(run.optimizer)  # the optimizer's step (the gradients are unscaled and finite)
+    run.scaler.update()
     run.scheduler.step()
     st["step"] += 1
     if run.guide is not None:

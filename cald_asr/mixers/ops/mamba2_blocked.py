@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cald_asr.mixers.ops.autocast import float32_under_autocast
+
 from .block_rows import linear_into, mm_into, read_rows, write_rows
 from .conv import causal_conv_silu, causal_conv_silu_backward
 from .ssd_chunks import chunk_backward, chunk_forward, rowdot
@@ -93,6 +95,7 @@ def conf_of(m, block: Optional[int] = None) -> Conf:
     )
 
 
+@float32_under_autocast
 def run_layer(X: Tensor, cf: Conf, params: Sequence[Optional[Tensor]]) -> Tensor:
     """X (K,b,T,D): input of mixer k in its own time order -> (K,b,T,D) outputs."""
     if _records_grad(X, params):
@@ -125,6 +128,7 @@ def _restore(ctx):
     return first, params, [[next(flat) for _ in range(n)] for n in ctx.shape]
 
 
+@float32_under_autocast
 def run_directions(x: Tensor, reverse: Sequence[bool], cf: Conf, params: Sequence[Optional[Tensor]]) -> Tensor:
     """Full-length rows (no padding): sum over k of mixer k on x (b,T,D), read reversed in time where
     reverse[k]; equals run_layer on the stacked, reversed inputs with its outputs un-reversed and

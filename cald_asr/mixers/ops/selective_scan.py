@@ -16,12 +16,15 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from cald_asr.mixers.ops.autocast import float32_under_autocast
+
 # forward keeps every state for backward while they fit in this many elements (256 MB in float32),
 # and recomputes them block by block beyond it
 SAVE_STATES_MAX = 1 << 26
 DEFAULT_BLOCK = 16  # fastest on the 2-core CPU for d_inner 768, d_state 16 (16: 158 ms, 32: 178 ms fwd+bwd at T=1000)
 
 
+@float32_under_autocast
 def selective_scan(
     u: Tensor,
     delta: Tensor,

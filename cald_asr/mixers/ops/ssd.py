@@ -17,11 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cald_asr.mixers.ops.autocast import float32_under_autocast
+
 from .ssd_chunks import chunk_backward, chunk_forward
 
 DEFAULT_CHUNK = 64  # measured fastest on the 2-core CPU for d_state 128 (benchmarks/mixers.py)
 
 
+@float32_under_autocast
 def ssd_scan(
     x: Tensor,
     dt: Tensor,
