@@ -37,6 +37,12 @@ DEFAULTS: Dict[str, Any] = {
     # waveform augmentation of the training set, seen by the teacher too (cald_asr/data/augment.py): {speed:
     # {prob, factors}, reverb: {prob, rt60_s}, noise: {prob, snr_db, colours}, babble: {prob, snr_db, utterances}}
     "augment": {},
+    # data loading (train/loader.py): worker processes read, resample and augment the next batches
+    "num_workers": 0,  # 0: in the training process
+    "pin_memory": True,  # on CUDA only
+    "persistent_workers": True,
+    "prefetch_factor": 2,  # batches each worker reads ahead
+    "loader_timeout_s": 600.0,  # a worker silent this long stops the run
     "valid_every": 200,
     "valid_batch_bins": None,  # default: batch_bins
     "snapshot_every": 0,  # > 0: save snapshots/step_<N>/ (waypoints for a later CALD run)
@@ -119,6 +125,11 @@ def mixer_conf_spec(mixer: str) -> Fixed:
 
 # Options that only change what is logged or how often: a resumed run may change them freely.
 RESUME_FREE_KEYS = (
+    "num_workers",
+    "pin_memory",
+    "persistent_workers",
+    "prefetch_factor",
+    "loader_timeout_s",
     "log_every",
     "valid_every",
     "checkpoint_every",

@@ -50,6 +50,7 @@ from cald_asr.train.checkpoint import (
 )
 from cald_asr.train.config import ConfigError
 from cald_asr.train.distributed import DistInfo, all_true, barrier, gather_objects, shard
+from cald_asr.train.loader import BatchLoader, pin_memory_default
 from cald_asr.train.optim import build_optimizer, build_scheduler, warmup_steps
 from cald_asr.train.options import DEFAULTS, OPTION_SPECS, mixer_conf_spec
 from cald_asr.train.position_limit import apply_position_limit
@@ -145,6 +146,7 @@ class Run:
     history: Optional[List[Dict]] = None
     scalars: Optional[Scalars] = None
     scaler: Optional[torch.amp.GradScaler] = None  # fp16 loss scaling (amp: fp16); a pass-through otherwise
+    loader: Optional[BatchLoader] = None  # this rank's collated shards, read in num_workers processes
 
     @property
     def best_key(self) -> str:
@@ -235,6 +237,7 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
         log,
         state,
         scaler=grad_scaler(cfg["amp"], device),
+        loader=BatchLoader(train_set, task.collate(train_set), cfg, pin_memory=pin_memory_default(device)),
     )
 
 
@@ -392,26 +395,23 @@ def skip_overflow(run: Run) -> None:
     )
 
 
-def optimizer_step(run: Run, group: List[List[int]], meter: Meter) -> bool:
-    """One optimiser step over the global batches of `group` (this rank's shards), guarded against
-    non-finite losses and gradients on every rank; False if the step was skipped."""
+def rank_shard(b: List[int], info: DistInfo) -> List[int]:
+    """This rank's part of global batch b; a rank left without utterances reads b's first, which it then
+    weighs 0 (it still joins the gradient all-reduce)."""
+    return shard(b, info) or b[:1]
+
+
+def optimizer_step(run: Run, group: List[List[int]], loaded, meter: Meter) -> bool:
+    """One optimiser step over the global batches of `group`, whose shards on this rank come next from
+    `loaded` (the epoch's BatchLoader iterator), guarded against non-finite losses and gradients on every
+    rank; False if the step was skipped."""
     cfg, info, st = run.cfg, run.info, run.state
     norm = StepNorm(
         sum(len(b) for b in group),
         sum(_frames(run.model, step_lengths(run.train_set, b)) for b in group),
         info.world_size,
     )
-    collate = run.task.collate(run.train_set)
-    micro = []
-    for b in group:
-        mine = shard(b, info)
-        # a rank left without utterances still joins the gradient all-reduce, with weight 0
-        micro.append(
-            (
-                to_device(collate([run.train_set[i] for i in (mine or b[:1])]), run.device, run.dtype),
-                1.0 if mine else 0.0,
-            )
-        )
+    micro = [(to_device(next(loaded), run.device, run.dtype), 1.0 if shard(b, info) else 0.0) for b in group]
     run.optimizer.zero_grad(set_to_none=True)
     ok, stats_step = True, []
     for k, (batch, weight) in enumerate(micro):
@@ -502,13 +502,15 @@ def train_epochs(run: Run) -> bool:
     stopped = False
     while st["step"] < cfg["max_steps"] and not stopped:
         run.sampler.set_epoch(st["epoch"])
-        if hasattr(run.train_set, "set_epoch"):  # augmentation draws per (epoch, utterance)
+        if hasattr(run.train_set, "set_epoch"):  # augmentation draws per (epoch, utterance): step_lengths
             run.train_set.set_epoch(st["epoch"])
         batches = list(run.sampler)
+        rest = batches[st["batch_in_epoch"] :]  # a resumed run continues at the batch it stopped at
+        loaded = run.loader.epoch([rank_shard(b, run.info) for b in rest], st["epoch"])
         while st["batch_in_epoch"] < len(batches) and st["step"] < cfg["max_steps"] and not stopped:
             group = batches[st["batch_in_epoch"] : st["batch_in_epoch"] + cfg["accum_grad"]]
             st["batch_in_epoch"] += len(group)
-            if optimizer_step(run, group, meter):
+            if optimizer_step(run, group, loaded, meter):
                 bar.update(1)
                 after_step(run, meter)
                 stopped = cfg["stop_after"] is not None and st["step"] >= cfg["stop_after"]
