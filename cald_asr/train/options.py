@@ -17,6 +17,7 @@ from cald_asr.train.optim import OPTIMIZERS, SCHEDULERS
 DEFAULTS: Dict[str, Any] = {
     "seed": 0,  # rank r of a multi-process run seeds its augmentation and dropout with seed + r
     "dtype": "float32",  # float64: the whole run in double precision (equality checks, see precision.py)
+    "grad_checkpoint": False,  # recompute each encoder layer's activations in backward (grad_checkpoint.py)
     "amp": "none",  # bf16 | fp16: forward passes under autocast, losses in float32, fp16 with loss scaling
     "max_steps": 1000,
     "batch_bins": 1_600_000,  # cap on padded input size per global batch: batch size x longest input
@@ -125,6 +126,7 @@ def mixer_conf_spec(mixer: str) -> Fixed:
 
 # Options that only change what is logged or how often: a resumed run may change them freely.
 RESUME_FREE_KEYS = (
+    "grad_checkpoint",
     "num_workers",
     "pin_memory",
     "persistent_workers",

@@ -50,6 +50,7 @@ from cald_asr.train.checkpoint import (
 )
 from cald_asr.train.config import ConfigError
 from cald_asr.train.distributed import DistInfo, all_true, barrier, gather_objects, shard
+from cald_asr.train.grad_checkpoint import enable_grad_checkpoint
 from cald_asr.train.loader import BatchLoader, pin_memory_default
 from cald_asr.train.optim import build_optimizer, build_scheduler, warmup_steps
 from cald_asr.train.options import DEFAULTS, OPTION_SPECS, mixer_conf_spec
@@ -181,6 +182,10 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
     except ValueError as e:
         raise ConfigError(str(e)) from None
     task.prepare(model, cfg, guide)
+    if cfg["grad_checkpoint"]:
+        trains = [model] + ([guide.teacher] if guide is not None and getattr(guide, "optimizer", None) else [])
+        n = sum(enable_grad_checkpoint(m) for m in trains)
+        log.info(f"grad_checkpoint: {n} encoder layer(s) recompute their activations in backward")
     limit = apply_position_limit(model, cfg["position_limit"], train_set.lengths)
     if limit is not None:
         log.info(f"positions clamped from frame {limit} on (position_limit: {cfg['position_limit']})")
