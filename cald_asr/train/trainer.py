@@ -161,6 +161,8 @@ class Meter:
     sums: Dict[str, float] = field(default_factory=dict)
     t0: float = field(default_factory=time.time)
     steps_at_t0: int = 0
+    t_log: float = field(default_factory=time.time)  # the last log line: frames/s and data wait since then
+    wait_s: float = 0.0  # time the step waited for its batches (read in the loop or by the loader's workers)
 
     def add(self, stats_step: List[Dict[str, float]], norm: StepNorm, gnorm: float) -> None:
         for s in stats_step:
@@ -416,7 +418,9 @@ def optimizer_step(run: Run, group: List[List[int]], loaded, meter: Meter) -> bo
         sum(_frames(run.model, step_lengths(run.train_set, b)) for b in group),
         info.world_size,
     )
+    t_wait = time.time()
     micro = [(to_device(next(loaded), run.device, run.dtype), 1.0 if shard(b, info) else 0.0) for b in group]
+    meter.wait_s += time.time() - t_wait
     run.optimizer.zero_grad(set_to_none=True)
     ok, stats_step = True, []
     for k, (batch, weight) in enumerate(micro):
@@ -467,14 +471,17 @@ def log_progress(run: Run, meter: Meter) -> None:
         vals["train/logits"] = acc["logits"] * scale / task.logits_count(counts)
     if run.info.is_main:
         run.scalars.add(st["step"], vals)
-        rate = (st["step"] - meter.steps_at_t0) / max(time.time() - meter.t0, 1e-9)
+        now = time.time()
+        rate = (st["step"] - meter.steps_at_t0) / max(now - meter.t0, 1e-9)
         eta = (max_steps - st["step"]) / max(rate, 1e-9)
+        interval = max(now - meter.t_log, 1e-9)
         run.log.info(
             f"step {st['step']}/{max_steps} epoch {st['epoch']} "
             + " ".join(f"{k[6:]} {v:.4g}" for k, v in vals.items())
-            + f" | {rate:.2f} steps/s, ETA {eta / 60:.1f} min"
+            + f" | {rate:.2f} steps/s, {acc['frames'] / interval:.0f} frames/s, "
+            + f"data wait {100 * meter.wait_s / interval:.1f} %, ETA {eta / 60:.1f} min"
         )
-    meter.sums = {}
+    meter.sums, meter.wait_s, meter.t_log = {}, 0.0, time.time()
 
 
 def after_step(run: Run, meter: Meter) -> None:
