@@ -93,6 +93,9 @@ class BatchLoader:
             collate_fn=_collate_or_fail(collate),
             num_workers=workers,
             pin_memory=pin_memory and bool(cfg["pin_memory"]),
+            # every iter() draws a base seed from this generator: from torch's global one it would shift the
+            # dropout and SpecAugment draws of a resumed run (one more iter() mid-epoch) against the straight run
+            generator=torch.Generator().manual_seed(int(cfg["seed"])),
             **extra,
         )
         self.workers = workers

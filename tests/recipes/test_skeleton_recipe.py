@@ -5,8 +5,10 @@ tiny from-scratch teacher and student confs given on the command line (the skele
 takes about 30 s a step on yesno's 6 s clips on 2 busy cores), and with the skeleton's own confs under the
 `recipe` marker, a few steps each (--train_args)."""
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,7 +76,9 @@ def clean_rows(results: Path, checkpoint: str = "best"):
 
 
 def run(recipe: Path, *args):
-    return subprocess.run(["./run.sh", *map(str, args)], cwd=recipe, capture_output=True, text=True)
+    # path.sh activates <tree>/.venv, which the temporary tree lacks: put this interpreter's bin/ first instead
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(["./run.sh", *map(str, args)], cwd=recipe, capture_output=True, text=True, env=env)
 
 
 @pytest.fixture(scope="module", params=["tiny", pytest.param("own", marks=pytest.mark.recipe)])
