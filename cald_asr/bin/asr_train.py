@@ -39,6 +39,7 @@ from cald_asr.tasks import TASKS, task_for
 from cald_asr.train.checkpoint import CHECKPOINT_NAME, CheckpointError, has_checkpoint
 from cald_asr.train.config import ConfigError, apply_overrides, check_option, load_yaml, merge_with_defaults
 from cald_asr.train.distributed import init_distributed, shutdown_distributed
+from cald_asr.train.oom import BatchOutOfMemory
 from cald_asr.train.optim import build_optimizer
 from cald_asr.train.options import DEFAULTS, OPTION_SPECS, mixer_conf_spec
 from cald_asr.train.provenance import clear_run, read_done, run_differences, run_inputs
@@ -288,7 +289,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "asr_train", doc: str
 
 def train_run(cfg, args, inputs, out: Path, prog: str) -> int:
     try:
-        info = init_distributed(use_cuda=args.ngpu > 0)
+        info = init_distributed(use_cuda=args.ngpu > 0, timeout_s=cfg["dist_timeout_s"])
         model, fields, guide = build_models(cfg, args)
         if args.ngpu and not torch.cuda.is_available():
             raise ConfigError(f"--ngpu {args.ngpu} but torch sees no CUDA device (use --nproc N on CPU)")
@@ -316,7 +317,8 @@ def train_run(cfg, args, inputs, out: Path, prog: str) -> int:
             device=device,
             inputs=inputs,
         )
-    except (CheckpointError, ConfigError) as e:  # a checkpoint that cannot be resumed; options the task refuses
+    # a checkpoint that cannot be resumed; options the task refuses; a batch that does not fit in memory
+    except (CheckpointError, ConfigError, BatchOutOfMemory) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     shutdown_distributed(info)

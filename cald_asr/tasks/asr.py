@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List
 
 import jiwer
 import torch
@@ -12,7 +12,7 @@ from cald_asr.data.dataset import ASRDataset
 from cald_asr.decode.ctc_greedy import ctc_greedy
 from cald_asr.frontend.specaug import SpecAugment
 from cald_asr.models.asr_ctc import ASRCTCModel
-from cald_asr.tasks.base import Task, dev_outputs
+from cald_asr.tasks.base import DevBatches, Task, dev_outputs
 from cald_asr.text import TokenList, build_tokenizer
 
 
@@ -44,7 +44,7 @@ class ASRTask(Task):
         return ASRCTCModel.ctc_loss(out, batch["text"], batch["text_lengths"])
 
     @torch.no_grad()
-    def validate(self, model, dataset, batches: Sequence[Sequence[int]]) -> Dict[str, float]:
+    def validate(self, model, dataset, batches: DevBatches) -> Dict[str, float]:
         total, n, refs, hyps = 0.0, 0, [], []
         for batch, out in dev_outputs(model, dataset, batches, self.collate(dataset)):
             total += self.loss(out, batch).sum().item()

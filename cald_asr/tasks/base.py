@@ -10,13 +10,16 @@ counts apply (utterances for a CTC transcript or a class label, tokens for next-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from cald_asr.data.collate import pad_collate, to_device
 from cald_asr.distill.guides import model_inputs
+
+# dev batches: lists of dataset indices, or an iterator of collated batches (see dev_outputs)
+DevBatches = Union[Sequence[Sequence[int]], Iterator[Dict[str, Any]]]
 
 
 @dataclass
@@ -64,7 +67,7 @@ class Task:
     def logits_count(self, norm: StepNorm) -> int:
         return norm.n_frames
 
-    def validate(self, model: nn.Module, dataset, batches: Sequence[Sequence[int]]) -> Dict[str, float]:
+    def validate(self, model: nn.Module, dataset, batches: DevBatches) -> Dict[str, float]:
         """The dev results: "loss" (per utterance), the metric, and what else the task reports."""
         raise NotImplementedError
 
@@ -93,16 +96,18 @@ class Task:
 
 
 def dev_outputs(
-    model: nn.Module, dataset, batches: Sequence[Sequence[int]], collate: Callable
+    model: nn.Module, dataset, batches: DevBatches, collate: Callable
 ) -> Iterator[Tuple[Dict[str, Any], Any]]:
     """(batch, model output) for each dev batch, on the model's device and dtype, in eval mode without
-    gradients; the model is back in training mode afterwards."""
+    gradients; the model is back in training mode afterwards. `batches`: lists of dataset indices, read and
+    collated here, or an iterator of collated batches (the trainer's BatchLoader, read by its workers)."""
     model.eval()
     param = next(model.parameters())
+    collated = batches if isinstance(batches, Iterator) else (collate([dataset[i] for i in b]) for b in batches)
     try:
         with torch.no_grad():
-            for b in batches:
-                batch = to_device(collate([dataset[i] for i in b]), param.device, param.dtype)
+            for raw in collated:
+                batch = to_device(raw, param.device, param.dtype)
                 yield batch, model(*model_inputs(batch))
     finally:
         model.train()

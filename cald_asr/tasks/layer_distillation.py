@@ -9,7 +9,7 @@ which also selects best/.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict
 
 import torch
 
@@ -18,7 +18,7 @@ from cald_asr.data.dataset import ASRDataset
 from cald_asr.distill.guides import TargetGuide
 from cald_asr.distill.losses import layer_loss_sum
 from cald_asr.tasks.asr import sample_rate
-from cald_asr.tasks.base import Task, dev_outputs
+from cald_asr.tasks.base import DevBatches, Task, dev_outputs
 
 
 class LayerDistillationTask(Task):
@@ -50,7 +50,7 @@ class LayerDistillationTask(Task):
         return out.logits.new_zeros(out.logits.shape[0])
 
     @torch.no_grad()
-    def validate(self, model, dataset, batches: Sequence[Sequence[int]]) -> Dict[str, float]:
+    def validate(self, model, dataset, batches: DevBatches) -> Dict[str, float]:
         total, frames = 0.0, 0
         for batch, out in dev_outputs(model, dataset, batches, self.collate(dataset)):
             teacher = self.guide.teacher_outputs(batch, 0)

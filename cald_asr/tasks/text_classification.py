@@ -5,7 +5,7 @@ logits-KD term is averaged over utterances."""
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Sequence
+from typing import Any, Dict
 
 import torch
 
@@ -13,7 +13,7 @@ from cald_asr.data.augment import active as augment_active
 from cald_asr.data.text_dataset import TextDataset
 from cald_asr.models.text_classifier import TextClassifier
 from cald_asr.scoring.accuracy import accuracy, macro_f1
-from cald_asr.tasks.base import StepNorm, Task, dev_outputs
+from cald_asr.tasks.base import DevBatches, StepNorm, Task, dev_outputs
 
 
 class TextClassificationTask(Task):
@@ -45,7 +45,7 @@ class TextClassificationTask(Task):
         return norm.n_utts
 
     @torch.no_grad()
-    def validate(self, model, dataset, batches: Sequence[Sequence[int]]) -> Dict[str, float]:
+    def validate(self, model, dataset, batches: DevBatches) -> Dict[str, float]:
         """Dev cross-entropy per utterance, accuracy, macro-F1 and error (100 - accuracy), in %."""
         total, refs, hyps = 0.0, [], []
         for batch, out in dev_outputs(model, dataset, batches, self.collate(dataset)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, List, Sequence
 
 import torch
@@ -27,7 +28,9 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(use_cuda: bool) -> DistInfo:
+def init_distributed(use_cuda: bool, timeout_s: float = 600.0) -> DistInfo:
+    """This process's rank under torchrun. `timeout_s` bounds every collective: a rank left waiting on one
+    that died fails after it (torchrun's agent usually ends the others first, naming the dead rank)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
@@ -35,7 +38,7 @@ def init_distributed(use_cuda: bool) -> DistInfo:
     if use_cuda:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=timeout_s))
     return DistInfo(rank, world, local)
 
 
@@ -53,14 +56,19 @@ def shard(batch: Sequence[int], info: DistInfo) -> List[int]:
     return list(batch[info.rank :: info.world_size])
 
 
-def all_true(flag: bool, info: DistInfo) -> bool:
+def agree_min(code: int, info: DistInfo) -> int:
+    """The lowest of every rank's `code` (a collective: every rank must call it)."""
     if not info.enabled:
-        return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        return code
+    t = torch.tensor([code], dtype=torch.int32)
     if torch.cuda.is_available() and dist.get_backend() == "nccl":
         t = t.cuda()
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())
+    return int(t.item())
+
+
+def all_true(flag: bool, info: DistInfo) -> bool:
+    return bool(agree_min(1 if flag else 0, info))
 
 
 def barrier(info: DistInfo) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from cald_asr.data.augment import DEFAULTS as AUGMENT_DEFAULTS
-from cald_asr.distill.guides import STRATEGIES
+from cald_asr.distill.guides import CACHE_DTYPES, STRATEGIES
 from cald_asr.frontend.specaug import SpecAugment
 from cald_asr.mixers.registry import MIXERS
 from cald_asr.precision import AMP_MODES, DTYPES
@@ -50,6 +50,8 @@ DEFAULTS: Dict[str, Any] = {
     "checkpoint_every": 100,
     "log_every": 10,
     "max_nonfinite_in_a_row": 10,
+    "skip_oom_batches": False,  # a batch that runs out of memory: skipped and counted (true) or an error naming it
+    "dist_timeout_s": 600.0,  # torchrun: a collective waiting this long on a lost rank fails instead of hanging
     "stop_after": None,  # leave the loop after this many steps as if killed (resume tests)
     "num_threads": 0,  # torch threads; 0 keeps torch's default
     "average_checkpoints": 0,  # N > 0: ave_N/, the mean of the models of the N best validations (averaging.py)
@@ -63,6 +65,7 @@ DEFAULTS: Dict[str, Any] = {
     "temperature": 2.0,
     "teacher_mode": "eval",
     "cache_teacher": False,
+    "cache_dtype": "float16",  # what the teacher cache stores: float16, bfloat16 or float32 (exact)
     "switch_off_step": None,  # hybrid
     "teacher_lr": None,  # trajectory (default: the student's lr)
     "update_every": 1,  # trajectory T_u
@@ -106,6 +109,7 @@ OPTION_SPECS: Dict[str, OptionSpec] = {
     "average_checkpoints": Spec((int,)),
     "best_metric": Spec(choices=tuple(sorted({t.metric for t in TASKS.values()} | {"loss"})), optional=True),
     "teacher_mode": Spec(choices=("eval", "train")),
+    "cache_dtype": Spec(choices=tuple(CACHE_DTYPES)),
     "amp": Spec(choices=AMP_MODES),
     "switch_off_step": Spec((int, float), optional=True),
     "teacher_lr": Spec((float,), optional=True),
@@ -140,4 +144,6 @@ RESUME_FREE_KEYS = (
     "valid_batch_bins",
     "stop_after",
     "max_nonfinite_in_a_row",
+    "skip_oom_batches",
+    "dist_timeout_s",
 )

@@ -49,9 +49,10 @@ from cald_asr.train.checkpoint import (
     set_rng_state,
 )
 from cald_asr.train.config import ConfigError
-from cald_asr.train.distributed import DistInfo, all_true, barrier, gather_objects, shard
+from cald_asr.train.distributed import DistInfo, agree_min, all_true, barrier, gather_objects, shard
 from cald_asr.train.grad_checkpoint import enable_grad_checkpoint
 from cald_asr.train.loader import BatchLoader, pin_memory_default
+from cald_asr.train.oom import OOM_ERRORS, BatchOutOfMemory, describe_batches, release_memory
 from cald_asr.train.optim import build_optimizer, build_scheduler, warmup_steps
 from cald_asr.train.options import DEFAULTS, OPTION_SPECS, mixer_conf_spec
 from cald_asr.train.position_limit import apply_position_limit
@@ -148,6 +149,7 @@ class Run:
     scalars: Optional[Scalars] = None
     scaler: Optional[torch.amp.GradScaler] = None  # fp16 loss scaling (amp: fp16); a pass-through otherwise
     loader: Optional[BatchLoader] = None  # this rank's collated shards, read in num_workers processes
+    valid_loader: Optional[BatchLoader] = None  # the dev batches, read in num_workers processes too
 
     @property
     def best_key(self) -> str:
@@ -245,6 +247,7 @@ def setup_run(cfg, model, task, train_set, valid_set, out_dir, model_fields, gui
         state,
         scaler=grad_scaler(cfg["amp"], device),
         loader=BatchLoader(train_set, task.collate(train_set), cfg, pin_memory=pin_memory_default(device)),
+        valid_loader=BatchLoader(valid_set, task.collate(valid_set), cfg, pin_memory=pin_memory_default(device)),
     )
 
 
@@ -344,7 +347,7 @@ def validate_run(run: Run) -> None:
     """Dev results into the log and TensorBoard; a new lowest selection (see `selection`) becomes best/."""
     if run.info.is_main:
         st, task = run.state, run.task
-        res = task.validate(run.model, run.valid_set, run.valid_batches)
+        res = task.validate(run.model, run.valid_set, run.valid_loader.epoch(run.valid_batches, 0))
         run.scalars.add(st["step"], task.scalars(res))
         for warning in task.warnings(res):
             run.log.warning(f"step {st['step']}: {warning}")
@@ -408,6 +411,47 @@ def rank_shard(b: List[int], info: DistInfo) -> List[int]:
     return shard(b, info) or b[:1]
 
 
+# what a micro-batch's forward pass came to on every rank (the lowest wins: distributed.agree_min)
+OUT_OF_MEMORY, NONFINITE, FITS = 0, 1, 2
+
+
+def forward_pass(run: Run, batch, norm: StepNorm, weight: float):
+    """-> (loss, stats, status agreed by every rank) of one micro-batch's forward pass."""
+    loss, stats, status = None, {}, FITS
+    try:
+        with autocast(run.cfg["amp"], run.device):
+            loss, stats = compute_loss(run.ddp, batch, run.cfg, run.guide, run.state["step"], norm, weight, run.task)
+        status = FITS if bool(torch.isfinite(loss)) else NONFINITE
+    except OOM_ERRORS:
+        loss, status = None, OUT_OF_MEMORY  # the traceback (and the tensors it holds) is dropped here
+    return loss, stats, agree_min(status, run.info)
+
+
+def backward_pass(run: Run, loss, group: List[List[int]]) -> int:
+    """Backpropagate; out of memory in one process is OUT_OF_MEMORY, under DDP an error (see oom.py)."""
+    try:
+        run.scaler.scale(loss).backward()
+        return FITS
+    except OOM_ERRORS:
+        if not run.info.enabled:
+            return OUT_OF_MEMORY  # the traceback (and the tensors it holds) is dropped here
+    # under DDP the other ranks may already wait in the gradient all-reduce: this rank cannot skip alone
+    release_memory(run.optimizer, run.device)
+    where = f"rank {run.info.rank}, step {run.state['step']}: out of memory in backward on a batch of "
+    raise BatchOutOfMemory(where + describe_batches(run.train_set, group, run.cfg))
+
+
+def skip_oom(run: Run, group: List[List[int]]) -> None:
+    """A batch out of memory on some rank: skipped and counted (skip_oom_batches), else an error naming it."""
+    st = run.state
+    release_memory(run.optimizer, run.device)
+    what = f"step {st['step']}: out of memory on a batch of " + describe_batches(run.train_set, group, run.cfg)
+    if not run.cfg["skip_oom_batches"]:
+        raise BatchOutOfMemory(what)
+    st["oom_skips"] = st.get("oom_skips", 0) + 1
+    run.log.warning(f"{what}; skipped (skip_oom_batches: true; {st['oom_skips']} out-of-memory skip(s) in all)")
+
+
 def optimizer_step(run: Run, group: List[List[int]], loaded, meter: Meter) -> bool:
     """One optimiser step over the global batches of `group`, whose shards on this rank come next from
     `loaded` (the epoch's BatchLoader iterator), guarded against non-finite losses and gradients on every
@@ -422,17 +466,21 @@ def optimizer_step(run: Run, group: List[List[int]], loaded, meter: Meter) -> bo
     micro = [(to_device(next(loaded), run.device, run.dtype), 1.0 if shard(b, info) else 0.0) for b in group]
     meter.wait_s += time.time() - t_wait
     run.optimizer.zero_grad(set_to_none=True)
-    ok, stats_step = True, []
+    status, stats_step = FITS, []
     for k, (batch, weight) in enumerate(micro):
         sync = k == len(micro) - 1 or not info.enabled
         with run.ddp.no_sync() if not sync else contextlib.nullcontext():
-            with autocast(cfg["amp"], run.device):
-                loss, stats = compute_loss(run.ddp, batch, cfg, run.guide, st["step"], norm, weight, run.task)
-            if not all_true(bool(torch.isfinite(loss)), info):
-                ok = False
-                break
-            run.scaler.scale(loss).backward()
+            loss, stats, status = forward_pass(run, batch, norm, weight)
+            if status == FITS:
+                status = backward_pass(run, loss, group)
+            del loss
+        if status != FITS:
+            break
         stats_step.append(stats)
+    if status == OUT_OF_MEMORY:
+        skip_oom(run, group)
+        return False
+    ok = status == FITS
     if ok:
         run.scaler.unscale_(run.optimizer)
         gnorm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg["grad_clip"]))
@@ -558,7 +606,9 @@ def finish_run(run: Run) -> None:
         teacher_note = "" if teacher_skips is None else f", {teacher_skips} teacher update(s)"
         run.log.info(
             f"done: {st['step']} steps, {run.task.summary(st)} at step {st['best_step']}; "
-            f"{st['nonfinite_total']} batch(es){teacher_note} skipped as non-finite; curves: {png}"
+            f"{st['nonfinite_total']} batch(es){teacher_note} skipped as non-finite"
+            + (f", {st['oom_skips']} as out of memory" if st.get("oom_skips") else "")
+            + f"; curves: {png}"
         )
 
 

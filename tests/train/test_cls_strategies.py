@@ -286,3 +286,28 @@ def test_teacher_cache_is_per_teacher_and_checks_inputs(sst2, tmp_path):
         again = cache.get(changed, lambda: pytest.fail("the recomputed entry must be stored"))
     assert torch.allclose(again.logits[1], fresh.logits[1], atol=2e-3)
     assert not torch.allclose(fresh.logits[1], first.logits[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("store", ["float32", "bfloat16"])
+def test_teacher_cache_stores_in_cache_dtype(sst2, tmp_path, store):
+    """cache_dtype float32 reads back the teacher's outputs exactly; bfloat16 within its rounding (8 bits of
+    mantissa: 2^-8 relative); each store dtype keeps its own folder, so switching never reads the other's."""
+    teacher, _ = load_model(sst2 / "std" / "best")
+    from cald_asr.data.text_dataset import TextDataset
+
+    ds = TextDataset(sst2 / "dump" / "train", ["negative", "positive"])
+    batch = ds.collate([ds[i] for i in (3, 5, 30)])
+    with torch.no_grad():
+        direct = teacher(*model_inputs(batch))
+    TeacherCache(tmp_path, teacher).get(batch, lambda: direct)  # the float16 default
+    cache = TeacherCache(tmp_path, teacher, store)
+    assert cache.get(batch, lambda: direct) is direct, "another dtype's entries are not served"
+    again = cache.get(batch, lambda: pytest.fail("the cache must answer the second time"))
+    assert {p.suffix for p in cache.dir.iterdir()} == {".pt"} and cache.dir.name == store
+    rtol = 0.0 if store == "float32" else 2.0**-8
+    assert torch.equal(again.out_lengths, direct.out_lengths)
+    pairs = [(again.logits, direct.logits)]
+    for b, n in enumerate(direct.out_lengths.tolist()):  # the padded frames are not stored
+        pairs += [(hc[b, :n], h[b, :n]) for hc, h in zip(again.hidden_states, direct.hidden_states)]
+    for got, want in pairs:
+        assert float((got - want).abs().max()) <= rtol * float(want.abs().max()), store

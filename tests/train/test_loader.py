@@ -73,6 +73,17 @@ def test_kill_and_resume_with_two_workers_continues_exactly(yesno, tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
 
 
+def test_validation_reads_the_same_dev_batches_through_two_workers(yesno, tmp_path):
+    cfg, model, fields, _, _ = build(std_args(yesno, tmp_path / "run"))
+    _, valid_set, tokenizer = task_for(model).datasets(yesno.train, yesno.valid, fields, model, cfg)
+    task = task_for(model, tokenizer)
+    batches = [[0, 1], [2, 3, 4]]
+    in_process = task.validate(model, valid_set, batches)
+    loader = BatchLoader(valid_set, task.collate(valid_set), {**cfg, "num_workers": 2})
+    assert task.validate(model, valid_set, loader.epoch(batches, 0)) == in_process
+    assert in_process["n_dev"] == len(valid_set) == 5 and in_process["loss"] > 0
+
+
 def broken_copy(yesno, tmp_path):
     """The training dump with one utterance's file replaced by bytes no decoder reads."""
     d = tmp_path / "broken"

@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from cald_asr.data.dataset import ASRDataset
-from cald_asr.data.sampler import LengthBucketBatchSampler
 from cald_asr.models.model_file import load_model
 from cald_asr.train.checkpoint import CHECKPOINT_NAME
-from cald_asr.train.config import load_yaml, merge_with_defaults
-from cald_asr.train.trainer import DEFAULTS, train
+from cald_asr.train.trainer import train
 
-from train_helpers import TEACHER_CONF, datasets, max_abs_diff, state_of
+from train_helpers import datasets, expected_skips, max_abs_diff, state_of
+from train_helpers import trainer_config as config
 
 
 class NaNAudio(ASRDataset):
@@ -30,33 +29,6 @@ class NaNAudio(ASRDataset):
         if item["utt_id"] in self.bad:
             item["speech"] = torch.full_like(item["speech"], math.nan)
         return item
-
-
-def config(**over):
-    cfg = merge_with_defaults(load_yaml(TEACHER_CONF), DEFAULTS, str(TEACHER_CONF))
-    cfg.update(
-        num_threads=1, max_batch_size=4, log_every=1, valid_every=100, checkpoint_every=100, snapshot_every=0, **over
-    )
-    return cfg
-
-
-def expected_skips(cfg, lengths, bad_index):
-    """Replay the trainer's batch order: a batch holding the bad utterance is skipped, any other is a step."""
-    sampler = LengthBucketBatchSampler(
-        lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"], max_batch_size=cfg["max_batch_size"]
-    )
-    steps = skips = epoch = 0
-    while steps < cfg["max_steps"]:
-        sampler.set_epoch(epoch)
-        for b in sampler:
-            if steps == cfg["max_steps"]:
-                break
-            if bad_index in b:
-                skips += 1
-            else:
-                steps += 1
-        epoch += 1
-    return skips
 
 
 def test_nonfinite_batches_are_skipped_and_counted(yesno, tmp_path):

@@ -18,9 +18,11 @@ import torch
 
 from cald_asr.bin import asr_train
 from cald_asr.data.dataset import ASRDataset
+from cald_asr.data.sampler import LengthBucketBatchSampler
 from cald_asr.models.model_file import load_model
 from cald_asr.text import TokenList, build_tokenizer
-from cald_asr.train.trainer import train
+from cald_asr.train.config import load_yaml, merge_with_defaults
+from cald_asr.train.trainer import DEFAULTS, train
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "egs" / "yesno" / "asr1"
@@ -147,3 +149,31 @@ def max_abs_diff(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> floa
 
 def read_step(checkpoint: Path) -> int:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["state"]["step"])
+
+
+def trainer_config(**over) -> dict:
+    """The yesno teacher's training options, small batches, logging every step."""
+    cfg = merge_with_defaults(load_yaml(TEACHER_CONF), DEFAULTS, str(TEACHER_CONF))
+    fast = dict(num_threads=1, max_batch_size=4, log_every=1, valid_every=100, checkpoint_every=100, snapshot_every=0)
+    cfg.update({**fast, **over})
+    return cfg
+
+
+def expected_skips(cfg, lengths, bad_index):
+    """Replay the trainer's batch order: a batch holding the bad utterance is skipped, any other is a step;
+    -> how many skips max_steps steps take."""
+    sampler = LengthBucketBatchSampler(
+        lengths, cfg["batch_bins"], shuffle=True, seed=cfg["seed"], max_batch_size=cfg["max_batch_size"]
+    )
+    steps = skips = epoch = 0
+    while steps < cfg["max_steps"]:
+        sampler.set_epoch(epoch)
+        for b in sampler:
+            if steps == cfg["max_steps"]:
+                break
+            if bad_index in b:
+                skips += 1
+            else:
+                steps += 1
+        epoch += 1
+    return skips
