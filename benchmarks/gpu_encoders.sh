@@ -10,8 +10,7 @@
 #
 #   bash benchmarks/gpu_encoders.sh --fetch
 #
-# writes benchmarks/out/wheels/ (mamba-ssm's source, soundfile, cffi, pycparser, soxr, kaldiio, jiwer,
-# rapidfuzz: 5 MB) and
+# writes benchmarks/out/wheels/ (mamba-ssm's source and the packages benchmarks/gpu_env.sh names: ~6 MB) and
 # benchmarks/out/encoders/audio/ (the FSDD stream, 10 min at 8 kHz: 9.6 MB); carry both to the GPU run.
 #
 # What this run uses, first found first:
@@ -30,18 +29,13 @@
 #   encoder numbers are still measured (--no-decode).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PY=${PYTHON:-python3}
-WHEELS=benchmarks/out/wheels
+
+# shellcheck source=benchmarks/gpu_env.sh
+. benchmarks/gpu_env.sh
 
 if [ "${1:-}" = "--fetch" ]; then
     set -e
-    mkdir -p "$WHEELS"
-    $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 -d "$WHEELS" soundfile cffi pycparser soxr kaldiio jiwer rapidfuzz
-    # metadata without a build: mamba-ssm's setup.py imports torch and wants nvcc unless told to skip
-    MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE $PY -m pip download -q --no-deps --no-build-isolation \
-        --no-binary=:all: -d "$WHEELS" mamba-ssm==2.3.2.post1
+    gpu_env_fetch
     $PY -c "
 import sys; sys.path.insert(0, 'benchmarks'); import encoders as e; from pathlib import Path
 import os
@@ -56,9 +50,6 @@ OUT=${OUT:-benchmarks/out/gpu}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_encoders.log") 2>&1
 export PYTHONUNBUFFERED=1
-SITE=/tmp/cald_gpu_site
-mkdir -p "$SITE"
-export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 start=$(date +%s)
 stamp() { echo "== $(( $(date +%s) - start )) s: $*"; }
 
@@ -70,38 +61,7 @@ if ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
 fi
 
 stamp "Python packages"
-wheel_dirs=()
-for d in "$WHEELS" .whl; do [ -d "$d" ] && wheel_dirs+=("$d"); done
-find_dist() {  # the first file matching $1 in the wheel folders
-    local d f
-    for d in "${wheel_dirs[@]}"; do for f in "$d"/$1; do [ -e "$f" ] && { echo "$f"; return 0; }; done; done
-    return 1
-}
-for mod in soundfile soxr kaldiio cffi pycparser jiwer rapidfuzz; do
-    if ! $PY -c "import $mod" 2>/dev/null; then
-        if whl=$(find_dist "$mod-*.whl"); then
-            $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$whl" \
-                || echo "could not install $whl"
-        else
-            echo "$mod: not installed and no wheel in ${wheel_dirs[*]:-(no wheel folder)}"
-        fi
-    fi
-done
-
-if ! $PY -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('mamba_ssm') else 1)"; then
-    src=${MAMBA_SSM_DIST:-$(find_dist "mamba_ssm-*.tar.gz" || find_dist "mamba_ssm-*.whl")}
-    export MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE
-    if [ -n "$src" ]; then
-        echo "mamba-ssm from $src (Python and Triton parts only)"
-        timeout 180 $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target "$SITE" "$src" \
-            || echo "mamba-ssm: install from $src failed"
-    else
-        echo "mamba-ssm: no source here; trying PyPI"
-        PIP_DEFAULT_TIMEOUT=10 timeout 180 $PY -m pip install -q --retries 0 --no-deps --no-build-isolation \
-            --no-cache-dir --target "$SITE" mamba-ssm==2.3.2.post1 || echo "mamba-ssm: not reachable on PyPI"
-    fi
-    unset MAMBA_SKIP_CUDA_BUILD MAMBA_FORCE_BUILD
-fi
+gpu_env_install
 $PY benchmarks/gpu_setup.py check | tee "$OUT/env.json"
 mamba=$($PY -c "import json; print(json.load(open('$OUT/env.json'))['mamba_ssm'])" 2>/dev/null || echo absent)
 decode_ok=1

@@ -233,19 +233,21 @@ def build_datasets(fields, args, model, cfg=None):
     return task_for(model, name=cfg["task"]).datasets(args.train_data, args.valid_data, fields, model, cfg)
 
 
-def relaunch_under_torchrun(argv: List[str], nproc: int, prog: str = "asr_train") -> int:
+def torchrun_command(argv: List[str], nproc: int, prog: str = "asr_train") -> List[str]:
+    """torchrun (one node) around this program. The children keep --ngpu, which tells them to train on CUDA
+    (they see WORLD_SIZE, so they do not relaunch); --nproc is dropped (children without --ngpu use CPU)."""
     rest, skip = [], False
-    for i, a in enumerate(argv):
+    for a in argv:
         if skip:
             skip = False
             continue
-        if a in ("--nproc", "--ngpu"):
+        if a == "--nproc":
             skip = True
             continue
-        if a.startswith(("--nproc=", "--ngpu=")):
+        if a.startswith("--nproc="):
             continue
         rest.append(a)
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "torch.distributed.run",
@@ -255,6 +257,10 @@ def relaunch_under_torchrun(argv: List[str], nproc: int, prog: str = "asr_train"
         f"cald_asr.bin.{prog}",
         *rest,
     ]
+
+
+def relaunch_under_torchrun(argv: List[str], nproc: int, prog: str = "asr_train") -> int:
+    cmd = torchrun_command(argv, nproc, prog)
     print(f"{prog}: " + " ".join(cmd), flush=True)
     return subprocess.call(cmd)
 

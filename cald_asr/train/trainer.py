@@ -528,8 +528,16 @@ def log_progress(run: Run, meter: Meter) -> None:
             + " ".join(f"{k[6:]} {v:.4g}" for k, v in vals.items())
             + f" | {rate:.2f} steps/s, {acc['frames'] / interval:.0f} frames/s, "
             + f"data wait {100 * meter.wait_s / interval:.1f} %, ETA {eta / 60:.1f} min"
+            + gpu_memory(run.device)
         )
     meter.sums, meter.wait_s, meter.t_log = {}, 0.0, time.time()
+
+
+def gpu_memory(device: torch.device) -> str:
+    """The log line's CUDA memory peak (what torch's allocator held at most since the run began)."""
+    if device.type != "cuda":
+        return ""
+    return f", GPU memory peak {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
 
 
 def after_step(run: Run, meter: Meter) -> None:

@@ -138,3 +138,22 @@ def test_ranks_draw_their_own_masks_and_resume_them(yesno, tmp_path):
         set_rng_state(a["rng"][rank])
         masks.append(SpecAugment().train()(feats, lengths)[0])
     assert not torch.equal(masks[0], masks[1])
+
+
+def test_torchrun_children_keep_ngpu_and_drop_nproc():
+    """--ngpu N: the N children must still be told to use CUDA (before, the flag was dropped with --nproc's,
+    and 8 GPU ranks would have trained on the CPU with gloo); --nproc N children run on CPU."""
+    gpu = asr_train.torchrun_command(["--config", "c.yaml", "--ngpu", "8", "--max_steps", "5"], 8)
+    assert gpu[gpu.index("-m", 3) :] == [
+        "-m",
+        "cald_asr.bin.asr_train",
+        "--config",
+        "c.yaml",
+        "--ngpu",
+        "8",
+        "--max_steps",
+        "5",
+    ]
+    assert "--nproc_per_node=8" in gpu
+    cpu = asr_train.torchrun_command(["--nproc", "2", "--config", "c.yaml", "--nproc=2"], 2, "cls_train")
+    assert cpu[-3:] == ["cald_asr.bin.cls_train", "--config", "c.yaml"]
