@@ -157,3 +157,21 @@ def test_torchrun_children_keep_ngpu_and_drop_nproc():
     assert "--nproc_per_node=8" in gpu
     cpu = asr_train.torchrun_command(["--nproc", "2", "--config", "c.yaml", "--nproc=2"], 2, "cls_train")
     assert cpu[-3:] == ["cald_asr.bin.cls_train", "--config", "c.yaml"]
+
+
+def test_resume_with_another_number_of_processes_keeps_the_global_batches(yesno, tmp_path):
+    """A 1-process run stopped after step 3 and resumed with 2 processes goes on with the same global batches:
+    with nothing random in the run (dropout 0, SpecAugment off) it ends where the 1-process run ends, to
+    rounding, and the log warns that the random draws are not bitwise the same."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run = [*RUN, "--checkpoint_every", 1]
+    assert asr_train.main(std_args(yesno, straight, *run)) == 0
+    assert asr_train.main(std_args(yesno, resumed, *run, "--stop_after", 3)) == 0
+    r = cli(*std_args(yesno, resumed, *run, "--resume", "--nproc", 2))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    log = (resumed / "train.log").read_text()
+    assert "written by 1 process(es), this run has 2: it continues with the same global batches" in log
+    a, b = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (straight, resumed))
+    assert a["state"]["step"] == b["state"]["step"] == 6 and b["world_size"] == 2
+    assert a["state"]["batch_in_epoch"] == b["state"]["batch_in_epoch"]
+    assert_rounding_apart(a["model"], b["model"], [lr for _, lr in history(straight, "train/lr")])
