@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issue #19): one command, under 5 minutes on one GPU, each part under its own time
 # limit, everything it produced under $OUT even when a part is cut short. In order of value:
-#   1. the yesno recipe, stages 1-8, --ngpu 1 --amp bf16 (a real GPU training, decoding and scoring)
+#   1. the yesno recipe, stages 1-8, --ngpu 1 --amp bf16, the target student (a real GPU training, decoding
+#      and scoring)
 #   2. FSDD: stage 5 (the Whisper tiny.en teacher) and one stage-6 target BiMamba2 student, 100 steps each,
 #      --amp bf16 with DataLoader workers; steps/s, GPU memory peak, data-wait share from their train.log
 #   3. the mamba-ssm kernel parity tests (Mamba2, BiMamba2; Mamba v1 only where its compiled kernel is)
@@ -66,21 +67,23 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1
 start=$(date +%s)
 stamp() { echo "== $(( $(date +%s) - start )) s: $*"; }
-first() { local d; for d in "$@"; do [ -e "$d" ] && { echo "$d"; return 0; }; done; return 1; }
+first() {  # the first of the dirs that exists, as an absolute path
+    local d; for d in "$@"; do [ -d "$d" ] && { (cd "$d" && pwd); return 0; }; done; return 1
+}
 
 stamp "machine (dry run: $dry)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | head -3
 if [ $dry = 1 ]; then
     export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
     gpu=(--ngpu 0); steps=1; workers=2; nj=2; device=cpu
-    t_yesno=900; t_data=600; t_train=600  # 2 CPU cores: minutes per part
+    t_yesno=900; t_data=600; t_train=600; t_parity=300; t_bench=300  # 2 CPU cores: minutes per part
 else
     gpu_env_install
     if ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         echo "no CUDA device visible to $PY: run with --dry_run on CPU"; exit 1
     fi
     gpu=(--ngpu 1); steps=100; workers=4; nj=8; device=cuda
-    t_yesno=60; t_data=45; t_train=50  # with parity 40 s and the benchmark 50 s: at most 5.5 min in all
+    t_yesno=90; t_data=40; t_train=45; t_parity=35; t_bench=45  # 90 + 2x40 + 2x45 + 35 + 45 s: 5.6 min at most
 fi
 $PY benchmarks/gpu_setup.py check | tee "$OUT/env.json"
 mamba=$($PY -c "import json; print(json.load(open('$OUT/env.json'))['mamba_ssm'])" 2>/dev/null || echo absent)
@@ -95,7 +98,8 @@ stamp "1. yesno recipe, stages 1-8, ${gpu[*]} --amp bf16"
 if [ -n "${yesno_corpus:-}" ]; then
     (cd egs/yesno/asr1 && timeout -k 5 $t_yesno ./run.sh \
         --datadir "$W/yesno/data" --dumpdir "$W/yesno/dump" --expdir "$W/yesno/exp" --nj 2 \
-        --local_data_opts "--corpus_dir $ROOT/$yesno_corpus" "${gpu[@]}" --results_file "$W/yesno/RESULTS.md" \
+        --local_data_opts "--corpus_dir $yesno_corpus" "${gpu[@]}" --results_file "$W/yesno/RESULTS.md" \
+        --cald_configs ../../../conf/cald/target.yaml --noise_snrs "" \
         --train_args "--amp bf16$( [ $dry = 1 ] && echo ' --max_steps 1')")
     echo "yesno exit code $?"
     cp "$W/yesno/RESULTS.md" "$OUT/yesno_RESULTS.md" 2>/dev/null
@@ -106,7 +110,6 @@ fsdd=(--datadir "$W/fsdd/data" --dumpdir "$W/fsdd/dump" --expdir "$W/fsdd/exp" -
       --test_sets test --cald_configs ../../../conf/cald/target.yaml)
 if [ -n "${fsdd_corpus:-}" ] && [ -n "${fsdd_init:-}" ]; then
     speakers=(); [ $dry = 1 ] && speakers=(--speakers george)  # one speaker's 600 utterances on CPU
-    case $fsdd_corpus in /*) ;; *) fsdd_corpus=$ROOT/$fsdd_corpus;; esac
     (cd egs/fsdd/asr1 && . ./path.sh && set -e \
         && timeout -k 5 $t_data $PY -m cald_asr.corpora.fsdd --corpus_dir "$fsdd_corpus" --data_dir "$W/fsdd/data" "${speakers[@]}" \
         && timeout -k 5 $t_data ./run.sh "${fsdd[@]}" --stage 2 --stop_stage 3)
@@ -125,14 +128,14 @@ if [ "${mamba%%:*}" = absent ]; then
     echo "skipped: $mamba" | tee "$OUT/parity.txt"
 else
     sel=(); [ "$mamba" = full ] || sel=(-k "mamba2")  # no compiled selective scan: no Mamba (v1) kernel
-    timeout -k 5 40 $PY benchmarks/gpu_setup.py pytest -q -p no:cacheprovider --noconftest \
+    timeout -k 5 $t_parity $PY benchmarks/gpu_setup.py pytest -q -p no:cacheprovider --noconftest \
         tests/mixers/test_kernel_parity.py "${sel[@]}" 2>&1 | tee "$OUT/parity.txt"
 fi
 
 stamp "4. encoder benchmark"
 kernels=both; [ "${mamba%%:*}" = absent ] && kernels=off
 lengths=(60 600); budget=1; [ $dry = 1 ] && { lengths=(5); budget=0.1; kernels=off; }
-timeout -k 5 50 $PY benchmarks/gpu_setup.py bench --device $device --kernels $kernels --budget $budget \
+timeout -k 5 $t_bench $PY benchmarks/gpu_setup.py bench --device $device --kernels $kernels --budget $budget \
     --lengths "${lengths[@]}" --synthetic tiny_en --synthetic-mixers bimamba2 --no-decode \
     --corpus-dir "${fsdd_corpus:-$SHARED/fsdd}" --out "$W/bench" --work-dir "$W/bench_work"
 echo "encoder benchmark exit code $?"

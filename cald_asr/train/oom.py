@@ -1,6 +1,6 @@
 """Running out of memory on a batch. An attention teacher's memory grows with n x longest^2, so one batch of
 long utterances can exhaust a GPU that every other batch fits. The error then names the batch (its
-utterances, padded frames and padded sum of squared lengths) and the options that bound it; with
+utterances, padded size and padded sum of squared lengths) and the options that bound it; with
 `skip_oom_batches: true` the batch is skipped, counted and logged like a non-finite one, on every rank together.
 
 Every rank learns of an out-of-memory forward pass through the same all-reduce that agrees on a finite loss
@@ -32,7 +32,7 @@ def _utt_ids(dataset) -> List[str]:
 
 
 def describe_batches(dataset, group: Sequence[Sequence[int]], cfg: dict) -> str:
-    """The step's global batches: utterances, padded frames, padded sum of squared lengths, and the options."""
+    """The step's global batches: utterances, padded size, padded sum of squared lengths, and the options."""
     ids, lens = _utt_ids(dataset), [step_lengths(dataset, b) for b in group]
     utts = [ids[i] if i < len(ids) else str(i) for b in group for i in b]
     n = len(utts)
@@ -41,10 +41,10 @@ def describe_batches(dataset, group: Sequence[Sequence[int]], cfg: dict) -> str:
     longest = max(max(x) for x in lens)
     shown = ", ".join(utts[:4]) + (f", ... ({n - 4} more)" if n > 4 else "")
     return (
-        f"{n} utterance(s) ({shown}), {padded} padded input frames (longest {longest}), padded sum of squared "
-        f"lengths {squared:.4g}; batches are bounded by batch_bins ({cfg['batch_bins']}), batch_sq_bins "
-        f"({cfg['batch_sq_bins']}) and max_batch_size ({cfg['max_batch_size']}), in the training set's length "
-        "units: lower one, or set skip_oom_batches: true to skip such batches"
+        f"{n} utterance(s) ({shown}), padded size {padded} (longest {longest}; samples of raw audio, frames of "
+        f"features, tokens of text), padded sum of squared lengths {squared:.4g}; batches are bounded by "
+        f"batch_bins ({cfg['batch_bins']}), batch_sq_bins ({cfg['batch_sq_bins']}) and max_batch_size "
+        f"({cfg['max_batch_size']}): lower one, or set skip_oom_batches: true to skip such batches"
     )
 
 

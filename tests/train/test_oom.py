@@ -54,7 +54,7 @@ def test_out_of_memory_batches_are_skipped_and_counted(yesno, tmp_path, monkeypa
     assert state["step"] == 10 and state["oom_skips"] == skips and state["nonfinite_total"] == 0
     assert sum(calls) == skips
     log = (tmp_path / "train.log").read_text()
-    lines = re.findall(r"out of memory on a batch of (\d+) utterance\(s\) .*padded input frames.*skipped", log)
+    lines = re.findall(r"out of memory on a batch of (\d+) utterance\(s\) .*padded size \d+ \(longest.*skipped", log)
     assert len(lines) == skips
     assert f"{skips} as out of memory" in log
     final = state_of(tmp_path / "final")
@@ -72,7 +72,7 @@ def test_out_of_memory_stops_the_run_naming_the_batch(yesno, tmp_path, monkeypat
     msg = str(err.value)
     step = int(re.match(r"step (\d+): out of memory on a batch of \d+ utterance\(s\) \(", msg).group(1))
     assert BAD in msg or "more)" in msg
-    for part in ("padded input frames (longest ", "padded sum of squared lengths", "batch_bins (", "batch_sq_bins ("):
+    for part in ("padded size ", "(longest ", "padded sum of squared lengths", "batch_bins (", "batch_sq_bins ("):
         assert part in msg
     assert "set skip_oom_batches: true" in msg
     # nothing of the failed step reached the checkpoint: it holds the steps before it, and loads
