@@ -70,6 +70,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: the package come
 # used, since a bare GPU machine has only the packages benchmarks/gpu_encoders.sh installs from wheels.
 from cald_asr.corpora.fsdd import DIGIT_WORDS, EDGE_SAMPLES, SAMPLE_RATE, Recording, fill_stream, read_recordings  # noqa: E402
 from cald_asr.data.audio import load_audio, resample, write_wav  # noqa: E402
+from cald_asr.report.machine import describe_machine  # noqa: E402
 
 THREADS = 2
 DEFAULT_LENGTHS = [10, 30, 60, 120, 300, 600]
@@ -704,6 +705,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "device_name": device_name(device),
         "threads": args.threads,
         "torch": torch.__version__,
+        "machine": describe_machine(),
         "matmul_gflops": rate / 1e9,
         "lengths": args.lengths,
         "audio": str(audio_dir),
@@ -868,7 +870,8 @@ def to_markdown(result) -> str:
             else ""
         )
         + (" Encoders under torch.compile." if result["compile"] else "")
-        + (" Audio: noise bursts, not speech (no WER)." if result.get("audio_source") == "noise" else ""),
+        + (" Audio: noise bursts, not speech (no WER)." if result.get("audio_source") == "noise" else "")
+        + (f" Machine: {result['machine']}." if result.get("machine") else ""),
         "Peak memory: "
         + (
             "torch CUDA allocator, max allocated during the first call minus allocated before it."

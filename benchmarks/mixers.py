@@ -34,6 +34,12 @@ LIN_K = 256
 MAMBAPY_MAX_T = 8000
 
 
+def _machine() -> str:
+    from cald_asr.report.machine import describe_machine  # the package, as the mixers below (run from the checkout)
+
+    return describe_machine()
+
+
 class SDPAAttention(nn.Module):
     """The layer being replaced: q, k, v, o projections around torch's fused SDPA."""
 
@@ -217,6 +223,7 @@ def main():
         "threads": THREADS,
         "d_model": D_MODEL,
         "torch": torch.__version__,
+        "machine": _machine(),
         "rows": rows,
         "summary": summarize(rows),
     }
@@ -272,7 +279,8 @@ def summarize(rows):
 def to_markdown(result):
     lines = [
         f"torch {result['torch']}, {result['threads']} threads, d_model {result['d_model']}, batch 1, float32; "
-        f"float32 matmul rate {result['matmul_gflops']:.1f} GFLOP/s (same run).",
+        f"float32 matmul rate {result['matmul_gflops']:.1f} GFLOP/s (same run)."
+        + (f" Machine: {result['machine']}." if result.get("machine") else ""),
         "",
         "| mixer | T | fwd ms | fwd peak MB | fwd % matmul | fwd+bwd ms | fwd+bwd peak MB | fwd+bwd % matmul "
         "| fwd+bwd us/frame | load |",

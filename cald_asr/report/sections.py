@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
+from cald_asr.report.machine import describe_machine
+
 
 def _version(pkg: str) -> str:
     try:
@@ -45,7 +47,7 @@ def env_header(recipe_dir: Path) -> List[str]:
         f"- python {platform.python_version()}, torch {_version('torch')}, transformers "
         f"{_version('transformers')}, espnet {_version('espnet')}, cald-asr {_version('cald-asr')}",
         f"- git commit: {_git_commit(recipe_dir)}",
-        f"- machine: {platform.machine()}, {platform.processor() or 'cpu'}",
+        f"- machine: {describe_machine()}",
         "",
     ]
 
