@@ -52,8 +52,8 @@ def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=doc.split("\n\n")[0],
         allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=doc,
+        formatter_class=_HelpFormatter,
+        epilog=doc + "\n" + training_options_help(),
     )
     p.add_argument("--config", required=True, help="training YAML (flat, ESPnet style)")
     p.add_argument("--cald_config", default=None, help="CALD YAML (strategy, loss weights); omit for Std.")
@@ -67,14 +67,29 @@ def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
         default=None,
         help="CALD: a converted model (e.g. the unlabeled phase's best/) whose mixers the student starts from",
     )
-    p.add_argument("--train_data", required=True)
-    p.add_argument("--valid_data", required=True)
-    p.add_argument("--output_dir", required=True)
+    p.add_argument("--train_data", help="data dir to train on (required unless --print_config)")
+    p.add_argument("--valid_data", help="dev data dir (required unless --print_config)")
+    p.add_argument("--output_dir", help="the run's experiment dir (required unless --print_config)")
+    p.add_argument("--print_config", action="store_true", help="print the merged training config and exit")
     p.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint.pt")
     p.add_argument("--force", action="store_true", help="retrain even if output_dir holds a finished run")
     p.add_argument("--nproc", type=int, default=0, help="CPU processes (gloo) under torchrun")
     p.add_argument("--ngpu", type=int, default=0, help="GPUs (one process each) under torchrun")
     return p
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and each argument's default."""
+
+
+def training_options_help() -> str:
+    """Every training option with its default, for --help (any of them: --key value, or --a.b value)."""
+    lines = ["training options (YAML keys; on the command line --key value, --a.b value or --a b=value):"]
+    for k, v in DEFAULTS.items():
+        lines.append(
+            f"  --{k} {yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix('...').strip()}"
+        )
+    return "\n".join(lines)
 
 
 def build_config(args, overrides: Sequence[str]):
@@ -271,13 +286,20 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "asr_train", doc: str
     nproc = args.ngpu or args.nproc
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         return relaunch_under_torchrun(argv, nproc, prog)
-    out = Path(args.output_dir)
+    missing = [f"--{k}" for k in ("train_data", "valid_data", "output_dir") if getattr(args, k) is None]
+    if missing and not args.print_config:
+        print(f"{prog}: error: the following arguments are required: {', '.join(missing)}", file=sys.stderr)
+        return 2
     try:
         cfg = build_config(args, overrides)
+        if args.print_config:
+            print(yaml.safe_dump(cfg, sort_keys=False), end="")
+            return 0
         inputs = inputs_of(cfg, args)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
+    out = Path(args.output_dir)
     status = check_finished_or_unfinished(out, cfg, inputs, args, prog)
     if status is not None:
         return status

@@ -193,14 +193,30 @@ def load_yaml(path: str | Path) -> Dict[str, Any]:
     return data
 
 
+def _override_paths(flag: str, value: str, defaults: Dict[str, Any]) -> List[Tuple[List[str], Any]]:
+    """The (key path, value) pairs one `--flag value` sets: `--a.b v`; for a mapping option also ESPnet's
+    forms `--a b=v` (`--a b.c=v` deeper) and `--a "{b: v, c: w}"` (those keys, the others kept)."""
+    path = flag[2:].replace("-", "_").split(".")
+    if len(path) == 1 and isinstance(defaults.get(path[0]), dict):
+        text = value.strip()
+        if text.startswith("{"):
+            mapping = _yaml_scalar(text)
+            if isinstance(mapping, dict):
+                return [(path + [str(k)], v) for k, v in mapping.items()]
+        elif "=" in text:
+            key, _, v = text.partition("=")
+            return [(path + key.strip().replace("-", "_").split("."), _yaml_scalar(v))]
+    return [(path, _yaml_scalar(value))]
+
+
 def apply_overrides(
     config: Dict[str, Any],
     overrides: Sequence[str],
     defaults: Dict[str, Any],
     specs: Optional[Dict[str, OptionSpec]] = None,
 ) -> Dict[str, Any]:
-    """Apply ['--key', 'value', '--a.b', 'value', ...] to a copy of config; keys must exist in defaults, and
-    values fit `specs` where given."""
+    """Apply ['--key', 'value', '--a.b', 'value', '--a', 'b=value', ...] to a copy of config; keys must exist
+    in defaults, and values fit `specs` where given."""
     out = copy.deepcopy(config)
     items: List[str] = list(overrides)
     if len(items) % 2:
@@ -208,21 +224,22 @@ def apply_overrides(
     for flag, value in zip(items[::2], items[1::2]):
         if not flag.startswith("--"):
             raise ConfigError(f"expected --key value, got {flag!r}")
-        path = flag[2:].replace("-", "_").split(".")
-        if path[0] not in defaults:
-            raise ConfigError(f"unknown option {flag} (known: {', '.join(sorted(defaults))})")
-        known = defaults[path[0]]
-        if len(path) == 2 and isinstance(known, dict) and known and path[1] not in known:
-            # a mapping whose keys are fixed (optim_conf, scheduler_conf): a misspelt key is an error
-            raise ConfigError(f"unknown option {flag} ({path[0]} keys: {', '.join(sorted(known))})")
-        node = out
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{flag}: {key} is not a mapping")
-        node[path[-1]] = _yaml_scalar(value)
-        if specs is not None and path[0] in specs:
-            check_option(path[0], out[path[0]], specs[path[0]], f"command line {flag}")
+        for path, parsed in _override_paths(flag, value, defaults):
+            shown = "--" + ".".join(path)
+            if path[0] not in defaults:
+                raise ConfigError(f"unknown option {flag} (known: {', '.join(sorted(defaults))})")
+            known = defaults[path[0]]
+            if len(path) == 2 and isinstance(known, dict) and known and path[1] not in known:
+                # a mapping whose keys are fixed (optim_conf, scheduler_conf): a misspelt key is an error
+                raise ConfigError(f"unknown option {shown} ({path[0]} keys: {', '.join(sorted(known))})")
+            node = out
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"{shown}: {key} is not a mapping")
+            node[path[-1]] = parsed
+            if specs is not None and path[0] in specs:
+                check_option(path[0], out[path[0]], specs[path[0]], f"command line {flag}")
     return out
 
 

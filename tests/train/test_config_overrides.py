@@ -103,3 +103,39 @@ def test_a_mixer_conf_typo_names_the_file_and_the_mixer(yesno, teacher, tmp_path
     assert asr_train.main(args) == 1
     err = capsys.readouterr().err
     assert f"{mixer} (mixer bimamba2): mixer_conf: unknown key 'd_stat' (known: A_init_range" in err
+
+
+def test_espnet_key_value_forms_of_a_mapping_option():
+    """ESPnet's `--optim_conf lr=3e-4` (and a YAML mapping) set the same keys as `--optim_conf.lr 3e-4`; the
+    mapping's other keys stay; a misspelt key or a wrong type is the same error as in the dotted form."""
+    from cald_asr.train.config import ConfigError, apply_overrides
+    from cald_asr.train.options import OPTION_SPECS
+    from cald_asr.train.trainer import DEFAULTS
+
+    dotted = apply_overrides(DEFAULTS, ["--optim_conf.lr", "3e-4", "--augment.noise.prob", "0.5"], DEFAULTS)
+    espnet = apply_overrides(DEFAULTS, ["--optim_conf", "lr=3e-4", "--augment", "noise.prob=0.5"], DEFAULTS)
+    assert espnet == dotted and espnet["optim_conf"]["lr"] == 3e-4
+    assert espnet["optim_conf"]["betas"] == DEFAULTS["optim_conf"]["betas"]
+    mapping = apply_overrides(DEFAULTS, ["--optim_conf", "{lr: 3e-4, eps: 1.0e-6}"], DEFAULTS, OPTION_SPECS)
+    assert mapping["optim_conf"] == {**DEFAULTS["optim_conf"], "lr": 3e-4, "eps": 1e-6}
+    assert apply_overrides(DEFAULTS, ["--mixer_conf", "d_state=64"], DEFAULTS)["mixer_conf"] == {"d_state": 64}
+    with pytest.raises(ConfigError, match=r"unknown option --scheduler_conf.warmup_step \(scheduler_conf keys"):
+        apply_overrides(DEFAULTS, ["--scheduler_conf", "warmup_step=500"], DEFAULTS)
+    with pytest.raises(ConfigError, match=r"optim_conf.lr: expected a number, got the string 'fast'"):
+        apply_overrides(DEFAULTS, ["--optim_conf", "lr=fast"], DEFAULTS, OPTION_SPECS)
+    # a plain option's value may hold '=' (it is not a mapping)
+    assert apply_overrides(DEFAULTS, ["--task", "a=b"], DEFAULTS)["task"] == "a=b"
+
+
+def test_print_config_prints_the_merged_config_and_help_lists_defaults(capsys):
+    """ESPnet's --print_config: the config file, the defaults and the overrides merged, printed as YAML; no
+    data or output dir needed. --help lists every training option with its default."""
+    assert asr_train.main(["--print_config", "--config", str(TEACHER_CONF), "--optim_conf", "lr=3e-4"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    file_cfg = yaml.safe_load(TEACHER_CONF.read_text())
+    assert printed["optim_conf"]["lr"] == 3e-4 and printed["max_steps"] == file_cfg["max_steps"]
+    assert printed["dist_timeout_s"] == asr_train.DEFAULTS["dist_timeout_s"], "defaults are merged in"
+    assert asr_train.main(["--config", str(TEACHER_CONF)]) == 2
+    assert "required: --train_data, --valid_data, --output_dir" in capsys.readouterr().err
+    text = asr_train.get_parser().format_help()
+    assert "--max_steps 1000" in text and "--skip_oom_batches false" in text and "--cache_dtype float16" in text
