@@ -131,6 +131,11 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+# keys of ESPnet's decode configs (asr_inference.py) that weigh parts our CTC-only decoder does not have (its
+# ctc_weight and nbest are options here): a config written for ESPnet is accepted with a warning naming them
+ESPNET_IGNORED = frozenset({"lm_weight", "ngram_weight", "penalty", "maxlenratio", "minlenratio", "streaming"})
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = get_parser()
     args = p.parse_args(argv)
@@ -143,6 +148,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
             p.error(f"--config {args.config}: expected a mapping of option names to values")
         known = {a.dest for a in p._actions}
         conf = {str(k).replace("-", "_"): v for k, v in conf.items()}
+        ignored = sorted(set(conf) & ESPNET_IGNORED - known)
+        if ignored:
+            print(
+                f"asr_inference: warning: --config {args.config}: ignoring ESPnet decoding option(s) {ignored}: "
+                "this decoder is CTC-only (no attention decoder, language model or length penalty)",
+                file=sys.stderr,
+            )
+            conf = {k: v for k, v in conf.items() if k not in ignored}
         unknown = sorted(set(conf) - known)
         if unknown:
             p.error(f"--config {args.config}: unknown option(s) {unknown}")
