@@ -1,7 +1,7 @@
 """Speech2Text: the Python decoding API (ESPnet's shape), used by `asr_inference.py` too.
 
     s2t = Speech2Text("exp/asr_teacher/best/config.yaml", beam_size=4, nbest=2)
-    for text, tokens, token_ids, score in s2t(waveform):  # 1-D float array at the model's rate
+    for text, tokens, token_ids, hyp in s2t(waveform):  # 1-D float array at the model's rate; hyp.score
         ...
     s2t("utt.wav")                       # a file (or 'cmd |' pipe), resampled to the model's rate
     s2t(x_8k, fs=8000)                   # an array at another rate, resampled
@@ -49,11 +49,30 @@ class InputError(ValueError):
     """An input that cannot be decoded; the message is the reason (the caller adds the utterance id)."""
 
 
+class CTCHyp(float):
+    """A hypothesis' score, shaped as ESPnet's `hyp`: a float (log P(token ids | input); `float(hyp)` and
+    arithmetic work as before) with `.score` (the same float) and `.yseq` (the token ids, a LongTensor: a CTC
+    model has no sos/eos to put around them, unlike ESPnet's attention decoder)."""
+
+    yseq: torch.Tensor
+
+    def __new__(cls, score: float, token_ids: Sequence[int]) -> "CTCHyp":
+        obj = super().__new__(cls, score)
+        obj.yseq = torch.tensor(list(token_ids), dtype=torch.long)
+        return obj
+
+    @property
+    def score(self) -> float:
+        return float(self)
+
+
 class Hypothesis(NamedTuple):
+    """One n-best entry, unpacked as ESPnet's: `text, tokens, token_ids, hyp = nbest[0]`; `hyp.score`."""
+
     text: str
     tokens: List[str]
     token_ids: List[int]
-    score: float
+    score: CTCHyp
 
 
 class Speech2Text:
@@ -229,7 +248,10 @@ class Speech2Text:
         for ids in candidates:
             hyps.append(
                 Hypothesis(
-                    self.tokenizer.decode(ids), self.token_list.ids2tokens(ids), list(ids), ctc_log_likelihood(lp, ids)
+                    self.tokenizer.decode(ids),
+                    self.token_list.ids2tokens(ids),
+                    list(ids),
+                    CTCHyp(ctc_log_likelihood(lp, ids), ids),
                 )
             )
         hyps.sort(key=lambda h: h.score, reverse=True)

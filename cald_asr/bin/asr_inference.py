@@ -56,7 +56,7 @@ from cald_asr.data.features import FeatureError, load_feats
 from cald_asr.data.kaldi_dir import DataDirError, iter_kv_lines, read_kv, write_kv
 from cald_asr.data.progress import progress_bar
 from cald_asr.decode import journal
-from cald_asr.inference import LONG_AUDIO_MODES, Hypothesis, InputError, Speech2Text
+from cald_asr.inference import LONG_AUDIO_MODES, CTCHyp, Hypothesis, InputError, Speech2Text
 from cald_asr.models.model_file import CONFIG_NAME, WEIGHTS_NAME, ModelFileError
 from cald_asr.text.token_list import TokenListError
 
@@ -285,7 +285,7 @@ def hyps_record(hyps: List[Hypothesis]) -> List[list]:
 
 def hyps_of(record: dict) -> List[Hypothesis]:
     return [
-        Hypothesis(text, list(tokens), [int(i) for i in ids], float(score))
+        Hypothesis(text, list(tokens), [int(i) for i in ids], CTCHyp(float(score), [int(i) for i in ids]))
         for text, tokens, ids, score in record["hyps"]
     ]
 

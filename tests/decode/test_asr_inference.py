@@ -213,3 +213,21 @@ def test_config_file_may_name_the_model_and_data(teacher_dir, yesno16k, tmp_path
     with pytest.raises(SystemExit) as e:
         main(["--output_dir", str(tmp_path / "o")])
     assert e.value.code == 2
+
+
+def test_hypotheses_unpack_as_espnets(teacher_dir, yesno16k):
+    """`text, tokens, token_ids, hyp = nbest[0]` with hyp.score and hyp.yseq as in ESPnet; float(hyp) and
+    arithmetic on it keep working for callers that used the score as a float; a journal round trip keeps it."""
+    import json
+
+    from cald_asr.bin.asr_inference import hyps_of, hyps_record
+
+    _, wavs, _ = yesno16k
+    nbest = Speech2Text(teacher_dir, beam_size=3, nbest=2)(next(iter(wavs.values())))
+    text, tokens, token_ids, hyp = nbest[0]
+    assert hyp.score == float(hyp) < 0 and hyp - 1.0 == hyp.score - 1.0
+    assert hyp.yseq.dtype == torch.long and hyp.yseq.tolist() == token_ids
+    assert nbest[0].score >= nbest[-1].score
+    again = hyps_of({"hyps": json.loads(json.dumps(hyps_record(nbest)))})
+    assert [h.score.yseq.tolist() for h in again] == [h.token_ids for h in nbest]
+    assert [float(h.score) for h in again] == [float(h.score) for h in nbest]
