@@ -1,5 +1,6 @@
 """Merge the outputs of parallel asr_inference jobs (one per --key_file part) into one decode dir:
-<n>best_recog/* and failed are concatenated and sorted by key; rtf adds up seconds and utterances.
+<n>best_recog/* and failed are concatenated and sorted by key; rtf adds up seconds and utterances; `text`
+(beside them) is 1best_recog/text, the flat file ESPnet's scoring stage reads.
 
     merge_decodes.py --keys dump/test/wav.scp --output_dir exp/m/decode/test exp/m/decode/test/logdir/output.*
 
@@ -99,6 +100,8 @@ def merge(parts: Sequence[Path], out: Path, keys: Optional[List[str]] = None) ->
     for name, files in merged.items():
         for f, values in files.items():
             write_kv(out / name / f, values)
+    # the flat <dir>/text that ESPnet's scoring stage reads: the best hypothesis of each decoded utterance
+    write_kv(out / "text", merged.get("1best_recog", {}).get("text", {}))
     write_kv(out / "failed", failed)
     if source is not None:
         shutil.copyfile(source / FINGERPRINT, out / FINGERPRINT)
