@@ -4,9 +4,10 @@
         --test_sets "test test_long" --decode_tag decode_default --data_dir dump --output RESULTS.md
 
 Reads <model>/<decode_tag>/<set>/1best_recog/text and rtf, writes <...>/<set>/score_wer/{ref.trn,hyp.trn,
-result.txt,result.json}, warns about reference symbols outside each model's token list (counted in
-result.json as ref_unknown), then RESULTS.md: an environment header (date, versions, git commit), one table of
-model x test set (WER, real-time factor, parameters), a sclite-style table per model, and the commands
+result.txt,result.json} (and score_cer/, characters), warns about reference symbols outside each model's
+token list (counted in result.json as ref_unknown), then RESULTS.md: an environment header (date, versions,
+git commit, machine), one table of model x test set (WER, CER, real-time factor, parameters), a sclite-style
+table per model, and the commands
 that produced them. With --robust_sets and --noise_snrs it also scores each robust set's noisy copies
 <set>_snr<k> (stage 7's make_noisy_set) and adds, beside the clean table, a robustness table per set: model x
 (clean, each SNR) WER with 95 % bootstrap intervals (--bootstrap_draws resamplings of the utterances,
@@ -93,7 +94,7 @@ def make_asr_results(args, models: List[Path]) -> int:
         for s in sets:
             r = scores[str(m)].get(s)
             if r:
-                print(f"make_results: {model_name(m)} {s}: WER {r['err']:.2f}% RTF {r['rtf']:.4f}")
+                print(f"make_results: {model_name(m)} {s}: WER {r['err']:.2f}% CER {r['cer']:.2f}% RTF {r['rtf']:.4f}")
     draws, seed = args.bootstrap_draws, args.bootstrap_seed
     cells = robustness.robustness_cells(models, robust_sets, snrs, args.decode_tag, data_dir, draws, seed)
     section = robustness.robustness_section(models, cells, robust_sets, snrs, draws, seed)

@@ -1,6 +1,6 @@
-"""Stage 8's report of the speech recipes: every decoded test set scored (sclite-style, with reference symbols
-outside each model's token list counted), and RESULTS.md's WER / RTF / parameters table, the robustness tables
-(cald_asr.report.robustness) and per-model tables."""
+"""Stage 8's report of the speech recipes: every decoded test set scored (sclite-style, WER and CER, with
+reference symbols outside each model's token list counted), and RESULTS.md's WER / CER / RTF / parameters
+table, the robustness tables (cald_asr.report.robustness) and per-model tables."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def score_model(
         )
         for w in res.get("warnings", []):
             print(f"make_results: warning: {model_name(model_dir)}: {w}", file=sys.stderr)
+        # CER beside WER (ESPnet's score_cer): characters, spaces included, of the same hypotheses
+        res["cer"] = score_files(data_dir / s / "text", hyp, cer=True, output_dir=dec / "score_cer")["err"]
         rtf_file = dec / "rtf"
         res["rtf"] = float(read_kv(rtf_file)["rtf"]) if rtf_file.is_file() else float("nan")
         failed = dec / "failed"
@@ -66,17 +68,17 @@ def render(
     """RESULTS.md: the table of `test_sets`, then the `robustness` section's lines, then a table per model of
     `detail_sets` (default: `test_sets`)."""
     lines = env_header(recipe_dir) + [
-        "## WER (%) / real-time factor of decoding / parameters",
+        "## WER and CER (%) / real-time factor of decoding / parameters",
         "",
-        "| model | mixer | params | " + " | ".join(f"{s} WER | {s} RTF" for s in test_sets) + " |",
-        "|---|---|---:|" + "---:|---:|" * len(test_sets),
+        "| model | mixer | params | " + " | ".join(f"{s} WER | {s} CER | {s} RTF" for s in test_sets) + " |",
+        "|---|---|---:|" + "---:|---:|---:|" * len(test_sets),
     ]
     for m in models:
         _, config = load_model(m)
         row = [model_name(m), config.get("mixer") or "attention", f"{scores[str(m)]['_params']:,}"]
         for s in test_sets:
             r = scores[str(m)].get(s)
-            row += [f"{r['err']:.2f}", f"{r['rtf']:.4f}"] if r else ["-", "-"]
+            row += [f"{r['err']:.2f}", f"{r['cer']:.2f}", f"{r['rtf']:.4f}"] if r else ["-", "-", "-"]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines += robustness

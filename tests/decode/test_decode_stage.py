@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import jiwer
 import pytest
 import yaml
 
@@ -216,6 +217,20 @@ def test_noisy_copies_are_decoded_and_reported_with_intervals_and_ratios(dumped,
             assert res["snt"] == 29
             cells[model.parent.name, s] = res["err"]
     results = (tmp_path / "RESULTS.md").read_text()
+    # the clean table: WER, then CER (characters, spaces included: score_cer/; jiwer recounts it), then RTF
+    clean = results.split("\n## Robustness")[0]
+    assert f"| model | mixer | params | {SET} WER | {SET} CER | {SET} RTF |" in clean
+    for model in (rec.model, student):
+        row = next(line for line in clean.splitlines() if line.startswith(f"| {model.parent.name}/best |"))
+        wer, cer = (float(x) for x in row.split(" | ")[3:5])
+        dec = model / "decode_default" / SET
+        refs = read_kv(dump / SET / "text", allow_empty_value=True)
+        hyps = read_kv(dec / "1best_recog" / "text", allow_empty_value=True)
+        keys = sorted(refs)
+        one_space = lambda t: " ".join(t.split())  # noqa: E731  (our CER: a run of spaces is one boundary)
+        expected_cer = 100.0 * jiwer.cer([one_space(refs[k]) for k in keys], [one_space(hyps.get(k, "")) for k in keys])
+        assert wer == round(cells[model.parent.name, SET], 2)
+        assert cer == pytest.approx(expected_cer, abs=0.006) and (dec / "score_cer" / "result.txt").is_file()
     robust = results.split("\n## Robustness: WER (%) [95 % bootstrap interval] under white noise\n")[1]
     section = robust.split(f"\n### {SET}\n")[1].split("\n### ")[0]  # up to the per-model tables
     assert section.startswith("\n| model | clean | 5 dB |\n|---|---:|---:|\n")
