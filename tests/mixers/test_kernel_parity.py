@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.parametrize(
+# the same shapes for every test: Mamba2-style heads with a 64-step chunk, Mamba (v1) with a 16-wide state
+MIXERS = pytest.mark.parametrize(
     "cls,conf",
     [
         (Mamba2, dict(d_state=64, headdim=32, chunk_size=64)),
@@ -25,7 +26,10 @@ pytestmark = pytest.mark.skipif(
     ],
     ids=["mamba2", "bimamba2", "mamba", "bimamba"],
 )
-def test_kernel_matches_pure_pytorch(cls, conf):
+
+
+def twins(cls, conf):
+    """(our scans, the same weights on mamba-ssm's kernels), on CUDA."""
     torch.manual_seed(0)
     ours = cls(128, **conf).cuda()
     kern = copy.deepcopy(ours)
@@ -33,6 +37,12 @@ def test_kernel_matches_pure_pytorch(cls, conf):
         for sub in m.modules():
             if isinstance(sub, (Mamba, Mamba2)):
                 sub.use_kernels = m is kern
+    return ours, kern
+
+
+@MIXERS
+def test_kernel_matches_pure_pytorch(cls, conf):
+    ours, kern = twins(cls, conf)
     x = torch.randn(2, 300, 128, device="cuda")
     lengths = torch.tensor([300, 171], device="cuda")
     ya, yb = ours(x, lengths), kern(x, lengths)
@@ -53,16 +63,7 @@ def _v1_kernel_available() -> bool:
     return True
 
 
-@pytest.mark.parametrize(
-    "cls,conf",
-    [
-        (Mamba2, dict(d_state=64, headdim=32, chunk_size=64)),
-        (BiMamba2, dict(d_state=64, headdim=32, chunk_size=64)),
-        (Mamba, dict(d_state=16)),
-        (BiMamba, dict(d_state=16)),
-    ],
-    ids=["mamba2", "bimamba2", "mamba", "bimamba"],
-)
+@MIXERS
 def test_kernel_trains_like_pure_pytorch_under_bf16(cls, conf):
     """Training as the trainer runs it with amp: bf16: forward under autocast, a float32 loss, AdamW steps.
     bf16 keeps 8 bits of mantissa, so the two paths agree to about 1e-2 relative, not to float32 rounding:
@@ -70,13 +71,7 @@ def test_kernel_trains_like_pure_pytorch_under_bf16(cls, conf):
     (Adam moves a weight by about lr per step whatever its gradient's scale)."""
     if cls in (Mamba, BiMamba) and not _v1_kernel_available():
         pytest.skip("mamba-ssm was built without its compiled selective scan (the Mamba v1 kernel)")
-    torch.manual_seed(0)
-    ours = cls(128, **conf).cuda()
-    kern = copy.deepcopy(ours)
-    for m in (ours, kern):
-        for sub in m.modules():
-            if isinstance(sub, (Mamba, Mamba2)):
-                sub.use_kernels = m is kern
+    ours, kern = twins(cls, conf)
     lr = 1e-3
     opts = [torch.optim.AdamW(m.parameters(), lr=lr) for m in (ours, kern)]
     x = torch.randn(2, 300, 128, device="cuda")
